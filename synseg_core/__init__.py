@@ -1,2 +1,17 @@
-"""synseg_core: SynSeg open-vocabulary segmentation without ROS (model, training, evaluation, export, backends)."""
+"""synseg_core: SynSeg open-vocabulary segmentation without ROS (model, training, evaluation, export, backends).
+
+Heavy optional parts (ONNX export, ONNX Runtime, TensorRT, training, evaluation) live in submodules and import lazily.
+"""
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, InferenceConfig, SynSegConfig, get_model_config, list_models
+from .inference import ImageError
+from .model import SynSeg, create_model
+from .segmenter import CategoryError, SegmentationResult, Segmenter
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CategoryError", "CheckpointError", "ConfigError", "ImageError", "InferenceConfig", "SegmentationResult",
+    "Segmenter", "SynSeg", "SynSegConfig", "create_model", "get_model_config", "list_models", "load_checkpoint",
+    "save_checkpoint",
+]

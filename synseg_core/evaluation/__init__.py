@@ -1,0 +1,1 @@
+"""Evaluation harness: benchmark metadata, dataset readers, metrics, PAMR, the evaluator."""

@@ -1,0 +1,87 @@
+"""The SynSeg model: frozen CLIP + FiLM/decoder (+ FSS projector for training)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .backbone import ClipBackbone, TextEmbeddingCache
+from .config import SynSegConfig, get_model_config
+from .decoder import DecoderOutput, SynSegDecoder
+from .fss import FeatureSynergy
+from .losses import MCCLTerms, mccl_loss
+
+
+@dataclass
+class TrainOutput:
+    losses: MCCLTerms
+    maps: torch.Tensor  # A [M, H, W] activation maps of the caption categories
+    foreground: torch.Tensor  # f [M, D]
+    background: torch.Tensor  # f̄ [M, D]
+
+
+class SynSeg(nn.Module):
+    """Image path: `forward(images, text) -> probabilities`. Training path: `forward_train(...) -> TrainOutput`."""
+
+    def __init__(self, cfg: SynSegConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = ClipBackbone(cfg.backbone)
+        self.decoder = SynSegDecoder(cfg.decoder, clip_width=self.backbone.width, cond_dim=self.backbone.embed_dim,
+                                     n_layers=len(cfg.backbone.extract_layers), patch_size=self.backbone.patch_size)
+        self.synergy = FeatureSynergy(cfg.synergy, cfg.decoder.reduce_dim, self.backbone.embed_dim)
+        self.text_cache = TextEmbeddingCache(self.backbone)
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """FiLM, decoder and projector parameters (the CLIP weights are frozen)."""
+        return {n: p for n, p in self.named_parameters() if not n.startswith("backbone.")}
+
+    def invalidate_caches(self) -> None:
+        """Drop cached text embeddings and interpolated positions (call after changing the CLIP weights)."""
+        self.text_cache.clear()
+        self.backbone.clear_caches()
+
+    def text_embeddings(self, categories: Sequence[str], template_set: str | None = None) -> torch.Tensor:
+        """Cached template-ensemble embeddings [K, D] (raw text projection output)."""
+        return self.text_cache(categories, template_set or self.cfg.inference.templates)
+
+    def decode(self, images: torch.Tensor, text: torch.Tensor, owner: torch.Tensor) -> DecoderOutput:
+        """Run CLIP once per image and the decoder once per (image, category) pair."""
+        grid = self.backbone.grid_size(images.shape[-2], images.shape[-1])
+        acts = self.backbone.encode_image_layers(images)
+        return self.decoder(acts, text.to(acts[0].dtype), owner, grid)
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Image path: normalised images [B, 3, S, S], text embeddings [K, D] -> probabilities [B, K, S, S]."""
+        b, k = images.shape[0], text.shape[0]
+        owner = torch.arange(b, device=images.device).repeat_interleave(k)
+        decoded = self.decode(images, text.repeat(b, 1), owner)
+        return torch.sigmoid(decoded.logits).reshape(b, k, *decoded.logits.shape[-2:])
+
+    def forward_train(self, images: torch.Tensor, text: torch.Tensor, owner: torch.Tensor,
+                      absent_text: torch.Tensor | None = None,
+                      absent_owner: torch.Tensor | None = None) -> TrainOutput:
+        """MCCL over a batch.
+
+        Args:
+            images: [B, 3, S, S] normalised.
+            text: embeddings [M, D] of the caption categories, flat over the batch.
+            owner: [M] image index of each category.
+            absent_text, absent_owner: optional categories absent from their image (absent extension).
+        """
+        decoded = self.decode(images, text, owner)
+        maps = torch.sigmoid(decoded.logits.float())
+        feats = self.synergy(decoded, maps)
+        absent_maps = None
+        if absent_text is not None and len(absent_text):
+            absent_maps = torch.sigmoid(self.decode(images, absent_text, absent_owner).logits.float())
+        losses = mccl_loss(feats.foreground.float(), feats.background.float(), text.float(), owner, images.shape[0],
+                           self.cfg.loss, maps=maps, absent_maps=absent_maps, absent_owner=absent_owner)
+        return TrainOutput(losses=losses, maps=maps, foreground=feats.foreground, background=feats.background)
+
+
+def create_model(config: str | SynSegConfig) -> SynSeg:
+    """Build a SynSeg model from a bundled config name or a SynSegConfig (backbone weights as the config says)."""
+    return SynSeg(get_model_config(config) if isinstance(config, str) else config)
