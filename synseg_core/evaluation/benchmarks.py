@@ -1,8 +1,9 @@
-"""Benchmark descriptions (class lists, mmseg on-disk layouts, prompt templates) shipped as data files.
+"""Benchmark descriptions (class lists, mmseg on-disk layouts, protocol notes) shipped as data files.
 
 The JSON files in ``synseg_core/resources/benchmarks/`` are the single source of truth; this module is the one
 loader for them. Descriptive notes in the files (how a dataset was converted, where a list comes from) are kept
-as free text but every functional field is parsed strictly, so a typo in a data file fails loudly.
+as free text but every functional field is parsed strictly, so a typo in a data file fails loudly. Prompt
+templates live with the model (``synseg_core/resources/templates.json``, ``synseg_core.backbone.get_templates``).
 """
 from __future__ import annotations
 
@@ -13,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 BENCHMARK_DIR = Path(__file__).resolve().parent.parent / "resources" / "benchmarks"
-TEMPLATES_FILE = "templates.json"
 
 # Free-text keys allowed next to the functional fields; anything else is an error.
 _LAYOUT_NOTE_KEYS = frozenset(
     {"data_root", "label_values", "conversion", "mmseg_dataset_type", "val_images_note", "name_quirk"}
 )
 _SPEC_NOTE_KEYS = frozenset({"name", "sclip_names", "source", "protocol"})
-_TEMPLATE_NOTE_KEYS = frozenset({"notes", "source"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class BenchmarkSpec:
 
 def list_benchmarks() -> list[str]:
     """Names of the shipped benchmark datasets, sorted."""
-    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.json") if p.name != TEMPLATES_FILE)
+    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.json"))
 
 
 def _split_known(data: dict[str, Any], required: tuple[str, ...], notes: frozenset[str], where: str) -> dict:
@@ -123,32 +122,3 @@ def load_benchmark(name: str) -> BenchmarkSpec:
         layout=_parse_layout(data["layout"], str(path)),
         protocol=data.get("protocol", {}),
     )
-
-
-@lru_cache(maxsize=None)
-def _template_sets() -> dict[str, tuple[str, ...]]:
-    path = BENCHMARK_DIR / TEMPLATES_FILE
-    data = json.loads(path.read_text())
-    sets = {k: tuple(v) for k, v in data.items() if k not in _TEMPLATE_NOTE_KEYS}
-    for key, templates in sets.items():
-        bad = [t for t in templates if t.count("{}") != 1]
-        if bad:
-            raise ValueError(f"{path}: template set {key!r} has templates without exactly one '{{}}': {bad}")
-    return sets
-
-
-def list_template_sets() -> list[str]:
-    """Names of the shipped prompt-template sets, sorted."""
-    return sorted(_template_sets())
-
-
-def load_templates(name: str) -> tuple[str, ...]:
-    """Prompt templates of one set, each with one ``{}`` for the class name.
-
-    Raises:
-        ValueError: the set name is unknown (the message lists the valid names).
-    """
-    sets = _template_sets()
-    if name not in sets:
-        raise ValueError(f"unknown template set {name!r}; valid names are {sorted(sets)}")
-    return sets[name]

@@ -7,7 +7,7 @@ matched by file stem, with class ids stored directly in the PNG (255 = ignore) a
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,7 +252,7 @@ def _custom_samples(root: Path) -> list[SampleFiles]:
     return [SampleFiles(stem, images[stem], labels[stem]) for stem in sorted(images)]
 
 
-def _by_stem(paths) -> dict[str, Path]:
+def _by_stem(paths: Iterable[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(paths):
         if path.stem in found:
