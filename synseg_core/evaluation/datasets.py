@@ -96,7 +96,7 @@ class SegmentationDataset(Sequence):
 def read_image(path: Path) -> np.ndarray:
     """Read an image file as uint8 RGB ``[H, W, 3]``."""
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.array(img.convert("RGB"))
 
 
 def read_label(path: Path) -> np.ndarray:

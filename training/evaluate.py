@@ -1,0 +1,89 @@
+r"""Zero-shot mIoU of a SynSeg checkpoint (or the MaskCLIP baseline) on a benchmark or a custom dataset.
+
+Examples:
+    python training/evaluate.py --dataset voc21 --data-root data/VOCdevkit/VOC2012 --checkpoint runs/synseg
+    python training/evaluate.py --dataset context59 --data-root data/VOCdevkit/VOC2010 --checkpoint runs/synseg --pamr
+    python training/evaluate.py --dataset custom --data-root robot_data --classes robot_data/classes.txt \
+        --background-first --checkpoint runs/synseg --method maskclip
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from synseg_core.evaluation.datasets import list_datasets
+from synseg_core.evaluation.evaluator import METHODS, OVERRIDABLE, PROTOCOLS, EvalSettings, run_evaluation
+from synseg_core.evaluation.reporting import write_report
+
+WHOLE_IMAGE = "none"
+
+
+def _window(value: str) -> int | None:
+    if value.lower() == WHOLE_IMAGE:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"window must be an integer or '{WHOLE_IMAGE}', got {value!r}") from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=list_datasets(), help="dataset name")
+    p.add_argument("--data-root", required=True, help="dataset root folder (mmseg layout, or images/ + annotations/)")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder/.safetensors, model-config .json, or bundled config name (tiny-test)")
+    p.add_argument("--classes", help="class-list file for --dataset custom (one name per line)")
+    p.add_argument("--background-first", action="store_true", help="custom dataset: the first class is background")
+    p.add_argument("--protocol", default="tcl", choices=sorted(PROTOCOLS),
+                   help="inference settings: tcl (unified protocol) or model (the checkpoint's own)")
+    p.add_argument("--method", default="synseg", choices=METHODS, help="the model, or the MaskCLIP baseline")
+    p.add_argument("--pamr", action="store_true", help="refine probabilities with PAMR (reported separately)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--num-visualize", type=int, default=8, help="images in the qualitative grid (0 = no grid)")
+    p.add_argument("--out", default="eval_results", help="output folder for the JSON, table and PNG grid")
+    # Overrides are absent from the namespace unless given, so "--window none" (whole image) is a real override.
+    g = p.add_argument_group("inference overrides (default: the protocol's)", argument_default=argparse.SUPPRESS)
+    g.add_argument("--short-side", type=int)
+    g.add_argument("--window", type=_window, help=f"sliding-window size, or '{WHOLE_IMAGE}' for the whole image")
+    g.add_argument("--stride", type=int)
+    g.add_argument("--templates", help="prompt-template set (e.g. tcl_custom, single, imagenet80)")
+    g.add_argument("--background-threshold", type=float)
+    g.add_argument("--mask-threshold", type=float)
+    r = p.add_argument_group("runtime")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--backend", default="torch", help="image-path backend for --method synseg")
+    r.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> EvalSettings:
+    """EvalSettings from parsed arguments (overrides only where given)."""
+    overrides = {key: getattr(args, key) for key in OVERRIDABLE if hasattr(args, key)}
+    return EvalSettings(
+        dataset=args.dataset, data_root=args.data_root, checkpoint=args.checkpoint, protocol=args.protocol,
+        method=args.method, pamr=args.pamr, limit=args.limit, num_visualize=args.num_visualize,
+        classes_file=args.classes, background_first=args.background_first, overrides=overrides,
+        device=args.device, backend=args.backend, precision=args.precision,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run_evaluation(settings_from_args(args), progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    paths = write_report(report, args.out)
+    print(f"{args.dataset} {args.method}{' + PAMR' if args.pamr else ''}: mIoU {100 * report.metrics.miou:.2f}% "
+          f"over {report.num_images} images")
+    for kind, path in paths.items():
+        print(f"  {kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
