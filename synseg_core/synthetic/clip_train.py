@@ -1,0 +1,229 @@
+"""Stage 1: contrastive pretraining of the tiny CLIP on caption splits (open_clip model and ClipLoss), resumable.
+
+A run folder holds ``checkpoint.safetensors`` (model + AdamW state, step and history in its metadata, rewritten
+atomically every ``checkpoint_every`` steps), ``train_log.jsonl`` and, when done, the exported CLIP
+(``clip.safetensors`` + ``clip_config.json``) and ``metrics.json``. Running again on the same folder resumes from
+the checkpoint; the batch order and flips are functions of (seed, step), so a resumed run sees the same batches.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import open_clip
+import torch
+from open_clip.loss import ClipLoss
+from safetensors import safe_open
+from tqdm import tqdm
+
+from synseg_core.config import ConfigError, from_dict
+
+from .clip_eval import evaluate_clip
+from .clip_model import (ClipPretrainConfig, atomic_save_safetensors, build_clip, clip_model_config, export_clip,
+                         load_exported_clip, normalise_images)
+from .domains import DomainConfig
+from .writers import INFO_FILE, read_manifest
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+LOG_FILE = "train_log.jsonl"
+METRICS_FILE = "metrics.json"
+_META_KEY = "synseg_clip_pretrain"
+# Data-order streams: numpy seeds are (seed, stream, counter) so order and flips never share random numbers.
+_ORDER_STREAM, _FLIP_STREAM = 0, 1
+# Settings that do not change what is trained, so a run may resume with other values for them.
+RESUME_FREE_SETTINGS = frozenset({"threads", "checkpoint_every", "log_every", "eval_seed", "zero_shot_images",
+                                  "retrieval_images", "eval_batch_size", "zero_shot_templates", "save_dtype"})
+
+
+class CaptionBatches:
+    """Batches of (images, tokens) from caption splits, in an order that depends only on (seed, step).
+
+    Args:
+        split_dirs: caption split folders (their manifests are concatenated).
+        cfg: settings (batch size, image size, normalisation, flips, seed).
+        tokenizer: open_clip tokenizer (captions are tokenised once, up front).
+
+    Raises:
+        ValueError: a manifest is missing or broken, or its images are not ``cfg.image_size`` square.
+    """
+
+    def __init__(self, split_dirs: Sequence[str | Path], cfg: ClipPretrainConfig,
+                 tokenizer: open_clip.tokenizer.SimpleTokenizer) -> None:
+        if not split_dirs:
+            raise ValueError("stage-1 pretraining needs at least one caption split")
+        self.records = [r for d in split_dirs for r in read_manifest(d)]
+        self.cfg = cfg
+        self.tokens = tokenizer([r["caption"] for r in self.records])  # [N, context_length]
+        first = self._read(0)
+        if first.shape[:2] != (cfg.image_size, cfg.image_size):
+            raise ValueError(f"images of {split_dirs[0]} are {first.shape[1]}x{first.shape[0]}, but image_size is "
+                             f"{cfg.image_size}; regenerate the split or set image_size={first.shape[0]}")
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _read(self, index: int) -> np.ndarray:
+        path = self.records[index]["image"]
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot read image {path}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def indices(self, step: int) -> np.ndarray:
+        """Dataset indices of batch ``step``: consecutive slices of per-epoch permutations."""
+        size = self.cfg.batch_size
+        out = np.empty(size, dtype=np.int64)
+        for j, position in enumerate(range(step * size, (step + 1) * size)):
+            epoch, offset = divmod(position, len(self))
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._order = np.random.default_rng([self.cfg.seed, _ORDER_STREAM, epoch]).permutation(len(self))
+            out[j] = self._order[offset]
+        return out
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [B, 3, S, S] (normalised) and tokens [B, context_length] of batch ``step``."""
+        idx = self.indices(step)
+        images = np.stack([self._read(int(i)) for i in idx])  # [B, S, S, 3]
+        if self.cfg.hflip:
+            flip = np.random.default_rng([self.cfg.seed, _FLIP_STREAM, step]).random(len(idx)) < 0.5
+            images[flip] = images[flip, :, ::-1]
+        return normalise_images(images, self.cfg.mean, self.cfg.std), self.tokens[idx]
+
+
+def learning_rate(cfg: ClipPretrainConfig, step: int) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: ClipPretrainConfig) -> torch.optim.AdamW:
+    """AdamW with open_clip's rule: no weight decay on gains, biases, norms and logit_scale."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        skip = param.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name
+        (no_decay if skip else decay).append(param)
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": cfg.weight_decay}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                        cfg: ClipPretrainConfig, history: list[dict[str, float]]) -> None:
+    """Model and optimizer tensors plus step / config / history (JSON metadata) in one safetensors file."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        tensors.update({f"optim.{index}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in state.items()})
+    meta = {"step": step, "config": cfg.to_dict(), "history": history}
+    atomic_save_safetensors(tensors, path, metadata={_META_KEY: json.dumps(meta)})
+
+
+def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        cfg: ClipPretrainConfig) -> tuple[int, list[dict[str, float]]]:
+    """Restore a checkpoint written by :func:`save_training_state`; returns (step, history).
+
+    Raises:
+        ConfigError: the checkpoint was written with different settings (resuming would mix two runs).
+    """
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()[_META_KEY])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    changed = sorted(k for k, v in cfg.to_dict().items()
+                     if k not in RESUME_FREE_SETTINGS and json.loads(json.dumps(v)) != meta["config"].get(k))
+    if changed:
+        raise ConfigError(f"{path} was written with other settings for {changed}; use a new output folder or "
+                          f"the same settings to resume")
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer_state = optimizer.state_dict()
+    optimizer_state["state"] = state
+    optimizer.load_state_dict(optimizer_state)
+    return int(meta["step"]), list(meta["history"])
+
+
+def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_dir: str | Path,
+               progress: bool = True) -> dict[str, Any]:
+    """Pretrain (or resume), export the CLIP and evaluate it.
+
+    The metrics are measured on the exported file (weights as stored, e.g. float16), so they describe exactly
+    what later stages load. Evaluation scenes come from the domains recorded in the caption splits.
+
+    Returns:
+        ``{"history": [...], "metrics": {...}}``; both are also written to ``out_dir``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model_config = clip_model_config(cfg)
+    model, tokenizer = build_clip(model_config)
+    data = CaptionBatches(train_dirs, cfg, tokenizer)
+    optimizer = make_optimizer(model, cfg)
+    step, history = 0, []
+    if (out / CHECKPOINT_FILE).is_file():
+        step, history = load_training_state(out / CHECKPOINT_FILE, model, optimizer, cfg)
+    _rewrite_log(out / LOG_FILE, history)
+    loss_fn = ClipLoss()
+    model.train()
+    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc="stage-1 CLIP", disable=not progress,
+               mininterval=10.0)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        images, tokens = data.batch(step)
+        image_features, text_features, logit_scale = model(images, tokens)
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(cfg.max_logit_scale))
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            entry = {"step": step + 1, "loss": float(loss.detach()), "lr": learning_rate(cfg, step),
+                     "logit_scale": float(logit_scale.detach())}
+            history.append(entry)
+            with open(out / LOG_FILE, "a") as log:
+                log.write(json.dumps(entry) + "\n")
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", refresh=False)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_training_state(out / CHECKPOINT_FILE, model, optimizer, step + 1, cfg, history)
+    export_clip(model, model_config, out, cfg.save_dtype)
+    exported, exported_tokenizer = load_exported_clip(out)
+    metrics = evaluate_clip(exported, exported_tokenizer, cfg, split_domains(train_dirs))
+    metrics.update({"steps": cfg.steps, "train_images": len(data), "save_dtype": cfg.save_dtype,
+                    "parameters": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict()})
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
+    return {"history": history, "metrics": metrics}
+
+
+def _rewrite_log(path: Path, history: list[dict[str, float]]) -> None:
+    """The log holds exactly the checkpointed history (drops lines logged after the last checkpoint)."""
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in history))
+
+
+def split_domains(split_dirs: Sequence[str | Path]) -> list[DomainConfig]:
+    """Domains recorded in the splits' ``split.json`` (deduplicated by name, in first-seen order).
+
+    Raises:
+        ValueError: a split has no readable ``split.json``.
+    """
+    domains: dict[str, DomainConfig] = {}
+    for folder in split_dirs:
+        path = Path(folder) / INFO_FILE
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read {path} (written by make_dataset.py with every split): {exc}") from exc
+        for values in info["domains"]:
+            domains.setdefault(values["name"], from_dict(DomainConfig, values, f"{path} domain"))
+    return list(domains.values())
