@@ -56,9 +56,11 @@ class SynSeg(nn.Module):
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Image path: normalised images [B, 3, S, S], text embeddings [K, D] -> probabilities [B, K, S, S]."""
         b, k = images.shape[0], text.shape[0]
-        owner = torch.arange(b, device=images.device).repeat_interleave(k)
-        decoded = self.decode(images, text.repeat(b, 1), owner)
-        return torch.sigmoid(decoded.logits).reshape(b, k, *decoded.logits.shape[-2:])
+        # expand/reshape rather than repeat_interleave: exports to plain Expand/Reshape ONNX ops
+        owner = torch.arange(b, device=images.device)[:, None].expand(b, k).reshape(-1)
+        pairs = text[None].expand(b, k, text.shape[-1]).reshape(b * k, text.shape[-1])
+        logits = self.decode(images, pairs, owner).logits
+        return torch.sigmoid(logits).reshape(b, k, images.shape[-2], images.shape[-1])
 
     def forward_train(self, images: torch.Tensor, text: torch.Tensor, owner: torch.Tensor,
                       absent_text: torch.Tensor | None = None,

@@ -1,0 +1,124 @@
+"""ONNX export + ONNX Runtime parity with PyTorch; graph checks against TensorRT's operator list."""
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from synseg_core import get_model_config
+from synseg_core.backends.base import BackendError
+from synseg_core.backends.factory import create_backend
+from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
+from synseg_core.export import export_onnx, read_export_info, weights_digest
+from synseg_core.model import SynSeg
+
+TRT_OPS = Path(__file__).parents[2] / "synseg_core" / "backends" / "tensorrt_onnx_ops.txt"
+
+
+def _text(model, k):
+    return model.text_embeddings([f"category {i}" for i in range(k)])
+
+
+def _check_parity(model, path, size, batches, ks):
+    backend = OnnxRuntimeBackend(path)
+    for b in batches:
+        for k in ks:
+            torch.manual_seed(b * 100 + k)
+            images, text = torch.randn(b, 3, size, size), _text(model, k)
+            with torch.no_grad():
+                ref = model(images, text)
+            got = backend.run(images, text)
+            assert got.shape == ref.shape == (b, k, size, size)
+            assert float((got - ref).abs().max()) <= 1e-3
+            # identical labels on >= 99.9% of pixels (argmax over categories)
+            assert float((got.argmax(1) == ref.argmax(1)).float().mean()) >= 0.999
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SynSeg(get_model_config("tiny-test")).eval()
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", 64)
+    return model, path
+
+
+def test_tiny_parity_dynamic_batch_and_categories(tiny_export):
+    model, path = tiny_export
+    _check_parity(model, path, 64, batches=(1, 2, 3), ks=(1, 3, 5, 17))
+
+
+def test_graph_metadata_and_dynamic_axes(tiny_export):
+    model, path = tiny_export
+    info = read_export_info(path)
+    assert info.input_size == 64 and info.opset == 17 and info.precision == "fp32"
+    assert info.weights_sha256 == weights_digest(model)
+    assert info.model_config["decoder"] == model.cfg.to_dict()["decoder"]
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(proto.graph.input) + list(proto.graph.output)}
+    assert dims == {"images": ["batch", 3, 64, 64], "text_embeddings": ["categories", 32],
+                    "probabilities": ["batch", "categories", 64, 64]}
+
+
+def test_only_tensorrt_supported_operators(tiny_export):
+    _, path = tiny_export
+    supported = {line.strip() for line in TRT_OPS.read_text().splitlines() if line.strip() and line[0] != "#"}
+    used = {n.op_type for n in onnx.load(str(path)).graph.node if n.domain in ("", "ai.onnx")}
+    assert used and used <= supported, sorted(used - supported)
+
+
+def test_fp16_export_runs_on_ort_cpu_within_tolerance(tiny_export, tmp_path):
+    model, _ = tiny_export
+    path = export_onnx(model, tmp_path / "tiny16.onnx", 64, fp16=True)
+    proto = onnx.load(str(path))
+    weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert weights, "no fp16 weights in the fp16 export"
+    assert {v.type.tensor_type.elem_type for v in proto.graph.input} == {onnx.TensorProto.FLOAT}
+    backend = OnnxRuntimeBackend(path)
+    assert backend.precision == "fp16"
+    images, text = torch.randn(2, 3, 64, 64), _text(model, 4)
+    with torch.no_grad():
+        ref = model(images, text)
+    # stated tolerance for fp16 weights/activations on probabilities in [0, 1]
+    assert float((backend.run(images, text) - ref).abs().max()) <= 5e-3
+
+
+def test_bad_inputs(tiny_export, tmp_path):
+    model, path = tiny_export
+    backend = OnnxRuntimeBackend(path)
+    with pytest.raises(BackendError, match=r"takes images \[B, 3, 64, 64\]"):
+        backend.run(torch.zeros(1, 3, 96, 96), _text(model, 2))
+    with pytest.raises(BackendError, match="text embeddings must be"):
+        backend.run(torch.zeros(1, 3, 64, 64), torch.zeros(2, 7))
+    with pytest.raises(BackendError, match="not found"):
+        OnnxRuntimeBackend(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(BackendError, match="cannot read ONNX"):
+        OnnxRuntimeBackend(tmp_path / "junk.onnx")
+    other = SynSeg(get_model_config("tiny-test"))
+    with pytest.raises(BackendError, match="other weights"):
+        OnnxRuntimeBackend(path, expected_digest=weights_digest(other))
+    with pytest.raises(BackendError, match="does not exist"):
+        create_backend("onnxruntime", model, onnx_path=tmp_path / "nope.onnx")
+
+
+def test_factory_exports_once_and_caches(tmp_path):
+    model = SynSeg(get_model_config("tiny-test"))
+    first = create_backend("onnxruntime", model, cache_dir=tmp_path)
+    files = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    second = create_backend("onnxruntime", model, cache_dir=tmp_path)
+    assert files[0].stat().st_mtime_ns == mtime and first.input_size == second.input_size == 64
+
+
+@pytest.mark.slow
+def test_vitb16_parity_at_224(tmp_path):
+    cfg = get_model_config("vitb16-rd64-refined")
+    cfg.backbone.pretrained = None  # random weights: no download
+    torch.manual_seed(0)
+    model = SynSeg(cfg).eval()
+    path = export_onnx(model, tmp_path / "vitb16.onnx", 224)
+    _check_parity(model, path, 224, batches=(1,), ks=(1, 3, 17))

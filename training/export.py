@@ -1,0 +1,46 @@
+"""Export the SynSeg image path to ONNX (one fixed input size per file; fp32, or fp16 for TensorRT 11).
+
+    python training/export.py --checkpoint CKPT --input-size 448 --out model.onnx [--fp16]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from synseg_core.export import ExportError, export_onnx, read_export_info
+from synseg_core.segmenter import resolve_model_source
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder, model-config JSON, or bundled config name (e.g. tiny-test)")
+    p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's window)")
+    p.add_argument("--out", required=True, help="output .onnx path")
+    p.add_argument("--fp16", action="store_true", help="fp16 weights/activations, LayerNorm/Softmax kept fp32")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    print(f"[export] loading {args.checkpoint}", flush=True)
+    model = resolve_model_source(args.checkpoint)
+    size = args.input_size or model.cfg.inference.window or model.cfg.inference.short_side
+    print(f"[export] tracing the image path at {size}x{size} ({'fp16' if args.fp16 else 'fp32'}) ...", flush=True)
+    start = time.perf_counter()
+    try:
+        path = export_onnx(model, args.out, size, fp16=args.fp16)
+    except ExportError as exc:
+        print(f"[export] error: {exc}", file=sys.stderr)
+        return 2
+    info = read_export_info(path)
+    print(f"[export] wrote {path} in {time.perf_counter() - start:.1f} s: input {info.input_size}, "
+          f"precision {info.precision}, opset {info.opset}, weights {info.weights_sha256[:12]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
