@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from synseg_core.backends.base import BackendError
 from synseg_core.evaluation.datasets import list_datasets
 from synseg_core.evaluation.evaluator import METHODS, OVERRIDABLE, PROTOCOLS, EvalSettings, run_evaluation
 from synseg_core.evaluation.reporting import write_report
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = run_evaluation(settings_from_args(args), progress=not args.no_progress)
-    except ValueError as exc:
+    except (ValueError, BackendError) as exc:  # bad input or an unavailable runtime: say why, no traceback
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     paths = write_report(report, args.out)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from synseg_core.backbone import ClipBackbone
+from synseg_core.backends.base import BackendError
 from synseg_core.config import PreprocessConfig
 from synseg_core.model import SynSeg
 
@@ -62,6 +63,9 @@ class MaskClipBackend:
     Args:
         model: the SynSeg model whose frozen CLIP is used (the decoder is not).
         device: where to run.
+
+    Raises:
+        BackendError: a CUDA device is asked for but none is available.
     """
 
     name = METHOD_NAME
@@ -71,6 +75,8 @@ class MaskClipBackend:
 
     def __init__(self, model: SynSeg, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} requested but torch.cuda.is_available() is False; use 'cpu'")
         self.backbone = model.backbone.to(self.device)
         mean, std = clip_normalisation(self.backbone)
         self._target = PreprocessConfig(mean=mean, std=std)

@@ -67,8 +67,6 @@ def _number(value: float) -> float | None:
 
 def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
     """JSON-ready results: scores as fractions in [0, 1], absent classes as null, and every setting."""
-    settings = dataclasses.asdict(report.settings)
-    settings["pamr_config"]["dilations"] = list(report.settings.pamr_config.dilations)
     m = report.metrics
     return {
         "dataset": report.settings.dataset,
@@ -82,7 +80,7 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
         "per_class_iou": {c: _number(v) for c, v in zip(report.classes, m.per_class_iou)},
         "classes": list(report.classes),
         "background_first": report.background_first,
-        "settings": settings,
+        "settings": dataclasses.asdict(report.settings),
         "inference": dataclasses.asdict(report.inference),
     }
 

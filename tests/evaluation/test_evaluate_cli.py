@@ -1,12 +1,19 @@
 """training/evaluate.py end to end with the tiny model, and its errors on bad input."""
+import importlib.util
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from training import evaluate
+# training/ is a folder of scripts, not an installed package: load the CLI from its file.
+_CLI = Path(__file__).resolve().parents[2] / "training" / "evaluate.py"
+_spec = importlib.util.spec_from_file_location("synseg_evaluate_cli", _CLI)
+evaluate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(evaluate)
 
 SMALL = ["--short-side", "64", "--window", "64", "--stride", "32", "--no-progress"]
 
@@ -110,3 +117,11 @@ def test_unknown_names_are_rejected_by_the_parser(capsys, argv, match):
         evaluate.main([*argv, "--data-root", "x", "--checkpoint", "tiny-test"])
     assert exc.value.code == 2
     assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error shown without a GPU")
+@pytest.mark.parametrize("method", ["synseg", "maskclip"])
+def test_cuda_without_a_gpu_is_a_clear_error(random_custom_dataset, tmp_path, capsys, method):
+    root, classes_file = random_custom_dataset
+    assert _run(root, classes_file, tmp_path / "out", "--device", "cuda", "--method", method) == 2
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err

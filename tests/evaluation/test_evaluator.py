@@ -98,3 +98,19 @@ def test_model_protocol_keeps_checkpoint_settings():
     assert isinstance(seg.inference, InferenceConfig)
     assert (seg.inference.short_side, seg.inference.templates) == (tiny.short_side, tiny.templates)
     assert seg.inference.max_categories == max(tiny.max_categories, 80) and not seg.inference.background
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method,use_pamr", [("synseg", False), ("maskclip", True)])
+def test_cuda_agrees_with_cpu(random_custom_dataset, method, use_pamr):
+    root, classes_file = random_custom_dataset
+    settings = _settings(data_root=str(root), classes_file=str(classes_file), overrides=SMALL, method=method,
+                         pamr=use_pamr)
+    reports = []
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        reports.append(run_evaluation(dataclasses.replace(settings, device=device), progress=False))
+    for cpu, gpu in zip(reports[0].samples, reports[1].samples):
+        assert (cpu.prediction == gpu.prediction).mean() > 0.999  # float differences may flip a few ties
+    assert reports[1].metrics.miou == pytest.approx(reports[0].metrics.miou, abs=1e-2)
