@@ -16,7 +16,7 @@ from .engine import EngineRequest, ObtainOptions, obtain_engine
 from .errors import EngineLoadError, TensorRTError, TensorRTUnavailableError
 from .onnx_info import fingerprint_onnx, graph_inputs, load_onnx_structure
 from .precision import PrecisionPlan, resolve_precision
-from .probe import DeviceInfo, import_tensorrt, probe_device_info, tensorrt_info
+from .probe import DeviceInfo, TensorRTInfo, import_tensorrt, probe_device_info, tensorrt_info
 from .profile import IMAGES_INPUT, PROBABILITIES_OUTPUT, TEXT_INPUT, axis_ranges, resolve_profile
 from .runner import TrtRunner
 from .verify import check_points, verify_engine
@@ -101,16 +101,13 @@ def create_tensorrt_backend(onnx_path: str | Path, reference: ReferenceFactory, 
     gpu = device_info or probe_device_info(device)
     cache = EngineCache(config.cache_dir)
     get_reference = functools.cache(reference)
-    fingerprints: dict[Path, dict] = {}
+    fingerprint = functools.cache(fingerprint_onnx)  # hashing a ViT-B export takes a while: once per file
     tried: set[str] = set()
     reasons: list[str] = []
     for requested in ("fp16", "fp32") if config.precision == "fp16" else ("fp32",):
-        plan = resolve_precision(requested, info.major, onnx_path, fp16_onnx_path)
-        if plan.onnx_path not in fingerprints:
-            fingerprints[plan.onnx_path] = fingerprint_onnx(plan.onnx_path)
-        profile = resolve_profile(graph_inputs(load_onnx_structure(plan.onnx_path)), axis_ranges(config))
-        request = EngineRequest(plan, profile, BuilderOptions.from_config(config), info, gpu,
-                                fingerprints[plan.onnx_path])
+        request = engine_request(requested, onnx_path, config, info, gpu, fp16_onnx_path=fp16_onnx_path,
+                                 fingerprint=fingerprint)
+        plan = request.plan
         key = engine_key(request.ingredients())
         if key in tried:  # e.g. fp16 resolved to fp32 on TensorRT 11 without an fp16 ONNX
             continue
@@ -130,6 +127,16 @@ def create_tensorrt_backend(onnx_path: str | Path, reference: ReferenceFactory, 
             log.warning("using the TensorRT %s engine because %s", plan.resolved, "; ".join(reasons))
         return TensorRTBackend(loaded.runner, plan.resolved, loaded.sidecar)
     raise TensorRTError("no usable TensorRT engine (" + " | ".join(reasons) + ")")
+
+
+def engine_request(requested: str, onnx_path: str | Path, config: TensorRTConfig, tensorrt: TensorRTInfo,
+                   gpu: DeviceInfo, *, fp16_onnx_path: str | Path | None = None,
+                   fingerprint: Callable[[Path], dict] = fingerprint_onnx) -> EngineRequest:
+    """Everything that determines the engine for one requested precision (its cache key ingredients)."""
+    plan = resolve_precision(requested, tensorrt.major, onnx_path, fp16_onnx_path)
+    profile = resolve_profile(graph_inputs(load_onnx_structure(plan.onnx_path)), axis_ranges(config))
+    return EngineRequest(plan, profile, BuilderOptions.from_config(config), tensorrt, gpu,
+                         fingerprint(plan.onnx_path))
 
 
 def _verify(runner: TrtRunner, *, plan: PrecisionPlan, reference: ReferenceFactory, config: TensorRTConfig) -> dict:

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...export import INPUT_IMAGES as IMAGES_INPUT
+from ...export import INPUT_TEXT as TEXT_INPUT
+from ...export import OUTPUT as PROBABILITIES_OUTPUT
 from .config import TensorRTConfig
 from .errors import TensorRTError
 from .onnx_info import OnnxInput
 
-# Names the exporter gives the dynamic axes (ONNX dim_param) and the I/O tensors of the image path.
+__all__ = ["BATCH_AXIS", "CATEGORY_AXIS", "IMAGES_INPUT", "PROBABILITIES_OUTPUT", "TEXT_INPUT", "InputProfile",
+           "axis_ranges", "resolve_profile"]
+
+# Names synseg_core.export gives the dynamic axes (ONNX dim_param).
 BATCH_AXIS = "batch"
 CATEGORY_AXIS = "categories"
-IMAGES_INPUT = "images"
-TEXT_INPUT = "text_embeddings"
-PROBABILITIES_OUTPUT = "probabilities"
 PROFILE_MIN = 1  # every profile starts at one image and one category
 
 
