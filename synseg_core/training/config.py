@@ -1,0 +1,294 @@
+"""Training configuration: dataclasses loaded from YAML, with strict `key=value` dotlist overrides.
+
+An unknown key is an error that lists the valid keys, and a value of the wrong type is an error naming the key
+(both through `synseg_core.config.from_dict`). Defaults are the paper's setting plus the proposals of
+paper_spec.md section 5 for what it leaves open.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from ..config import ConfigError, SynSegConfig, from_dict, get_model_config, load_config_file
+from ..data import CaptionDataConfig
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass
+class ModelSection:
+    """Which model is trained and where its initial weights come from.
+
+    Attributes:
+        config: a bundled model-config name (see `synseg_core.list_models()`) or a path to a model-config JSON.
+        overrides: nested values merged over the model config, e.g. `{"loss": {"area_weight": 0.1}}` or
+            `{"backbone": {"pretrained": null}}`; checked like the model config itself.
+        init_checkpoint: a synseg checkpoint whose weights initialise the model (must match the architecture).
+        clipseg_weights: a Hugging Face CLIPSeg state dict (.safetensors or .bin) for the decoder and FiLM.
+        templates: prompt-template set for the training text embeddings (the paper does not say; one template).
+    """
+
+    config: str = "vitb16-rd64-refined"
+    overrides: dict = field(default_factory=dict)
+    init_checkpoint: str | None = None
+    clipseg_weights: str | None = None
+    templates: str = "single"
+
+
+@dataclass
+class LoaderConfig:
+    """Batching of the caption samples (per rank).
+
+    Attributes:
+        batch_size: images per step and rank, before skipped samples are dropped (CLIPSeg trained with 64).
+        num_workers: DataLoader worker processes (a resumed run needs the same number).
+        drop_last: map-style datasets: drop each epoch's last incomplete batch.
+    """
+
+    batch_size: int = 64
+    num_workers: int = 8
+    drop_last: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """AdamW over the trainable parameters only (paper_spec.md 5). Biases and norm weights get no weight decay.
+
+    Attributes:
+        lr: learning rate of the pretrained decoder and FiLM (fine-tuning CLIPSeg).
+        projector_lr: learning rate of the new FSS projector.
+        grad_clip_norm: clip the global gradient norm to this value (None = no clipping).
+    """
+
+    lr: float = 1e-4
+    projector_lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip_norm: float | None = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warm-up from 0, then cosine decay to `min_lr` at `max_steps` (every parameter group)."""
+
+    max_steps: int = 60000
+    warmup_steps: int = 1000
+    min_lr: float = 1e-6
+
+
+@dataclass
+class AbsentConfig:
+    """Absent-category pairs for the `loss.absent_weight` extension (used only when that weight is > 0).
+
+    Attributes:
+        per_image: at most this many categories of OTHER images in the batch, not named for an image, are paired
+            with it as negatives.
+    """
+
+    per_image: int = 4
+
+
+@dataclass
+class CheckpointConfig:
+    """Training-state checkpoints under `<output_dir>/checkpoints/step_<N>/`.
+
+    Attributes:
+        every: save every N optimiser steps (and at the end).
+        keep_last: keep only the newest N checkpoints.
+    """
+
+    every: int = 1000
+    keep_last: int = 3
+
+
+@dataclass
+class LoggingConfig:
+    """Attributes:
+        every: write averaged loss terms to `<output_dir>/metrics.jsonl` every N steps.
+        progress_bar: show a tqdm bar (rank 0 only).
+        plot: draw `<output_dir>/loss_curves.png` from the metrics at the end of training.
+    """
+
+    every: int = 10
+    progress_bar: bool = True
+    plot: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Attributes:
+        every: call the evaluation hook every N steps and at the end (0 = never)."""
+
+    every: int = 0
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how the steps run.
+
+    Attributes:
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N" (under torchrun: the local rank's GPU).
+        precision: "auto" = fp16 autocast with a gradient scaler on CUDA, bf16 autocast on CPUs with native bf16,
+            else fp32. fp16 needs CUDA.
+        num_threads: torch intra-op threads (None = torch's default).
+        distributed_backend: "auto" = nccl on CUDA, gloo on CPU.
+        distributed_timeout_s: collective timeout (long enough for the rank-0 evaluation hook).
+        max_consecutive_nonfinite: stop with an error after this many non-finite steps in a row.
+    """
+
+    device: str = "auto"
+    precision: Precision = "auto"
+    num_threads: int | None = None
+    distributed_backend: Literal["auto", "gloo", "nccl"] = "auto"
+    distributed_timeout_s: int = 1800
+    max_consecutive_nonfinite: int = 10
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; `output_dir` receives checkpoints, metrics and plots."""
+
+    output_dir: str = "runs/synseg"
+    seed: int = 0
+    model: ModelSection = field(default_factory=ModelSection)
+    data: CaptionDataConfig = field(default_factory=CaptionDataConfig)  # no default path: a dataset is required
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    absent: AbsentConfig = field(default_factory=AbsentConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# PyYAML (YAML 1.1) reads "1e-4" as a string; this resolver reads exponent floats without a dot as numbers.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`"optim.lr=3e-4"` -> (["optim", "lr"], 0.0003); the value is read as YAML (numbers, null, lists, ...)."""
+    key, sep, raw = item.partition("=")
+    path = key.strip().split(".")
+    if not sep or not all(path):
+        raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. optim.lr=3e-4)")
+    return path, _parse_yaml(raw, f"override {item!r}") if raw.strip() else ""
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """Set each `a.b.c=value` in a nested dict (copied); unknown keys are caught later by `from_dict`."""
+    data = _deep_copy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for depth, key in enumerate(path[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(path[:depth + 1])} is a value ({child!r}), "
+                                  "not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _deep_copy(data: Mapping) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """`update` merged into `base` recursively (mappings merge, everything else replaces)."""
+    merged = _deep_copy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a training YAML (None = all defaults), apply dotlist overrides and validate everything.
+
+    Raises:
+        ConfigError: unreadable file, unknown key (the message lists the valid ones), wrong type or bad value.
+    """
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read training config {path}: {exc}") from exc
+        data = _parse_yaml(text, str(path)) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    cfg = from_dict(TrainConfig, apply_overrides(data, overrides), "config")
+    validate_train_config(cfg)
+    return cfg
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate_train_config(cfg: TrainConfig) -> None:
+    """Range checks that types alone cannot express; also resolves the model config once to check it."""
+    s, o = cfg.schedule, cfg.optim
+    _require(s.max_steps >= 1, f"schedule.max_steps must be >= 1, got {s.max_steps}")
+    _require(0 <= s.warmup_steps <= s.max_steps,
+             f"schedule.warmup_steps must be in [0, max_steps={s.max_steps}], got {s.warmup_steps}")
+    for name in ("lr", "projector_lr"):
+        _require(getattr(o, name) > 0, f"optim.{name} must be > 0, got {getattr(o, name)}")
+    _require(0 <= s.min_lr <= min(o.lr, o.projector_lr),
+             f"schedule.min_lr must be in [0, min(optim.lr, optim.projector_lr)], got {s.min_lr}")
+    _require(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    _require(all(0 <= b < 1 for b in o.betas), f"optim.betas must be in [0, 1), got {list(o.betas)}")
+    _require(o.grad_clip_norm is None or o.grad_clip_norm > 0,
+             f"optim.grad_clip_norm must be > 0 or null, got {o.grad_clip_norm}")
+    for section, name in (("loader", "batch_size"), ("checkpoint", "every"), ("checkpoint", "keep_last"), ("logging", "every"),
+                          ("runtime", "max_consecutive_nonfinite"), ("runtime", "distributed_timeout_s")):
+        value = getattr(getattr(cfg, section), name)
+        _require(value >= 1, f"{section}.{name} must be >= 1, got {value}")
+    _require(cfg.loader.num_workers >= 0, f"loader.num_workers must be >= 0, got {cfg.loader.num_workers}")
+    _require(cfg.eval.every >= 0, f"eval.every must be >= 0 (0 = off), got {cfg.eval.every}")
+    _require(cfg.absent.per_image >= 1, f"absent.per_image must be >= 1, got {cfg.absent.per_image}")
+    _require(cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 1,
+             f"runtime.num_threads must be >= 1 or null, got {cfg.runtime.num_threads}")
+    model_cfg = resolve_model_config(cfg.model)
+    _require(cfg.data.augment.image_size == model_cfg.preprocess.train_size,
+             f"data.augment.image_size ({cfg.data.augment.image_size}) differs from the model's preprocess.train_size "
+             f"({model_cfg.preprocess.train_size}); set both (model.overrides.preprocess.train_size) to the same size")
+
+
+def resolve_model_config(section: ModelSection) -> SynSegConfig:
+    """The model config named by `section.config` (bundled name or JSON path) with `section.overrides` merged in."""
+    looks_like_path = section.config.endswith(".json") or "/" in section.config
+    base = load_config_file(section.config) if looks_like_path else get_model_config(section.config)
+    try:
+        return SynSegConfig.from_dict(deep_merge(base.to_dict(), section.overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"model.overrides: {exc}") from exc

@@ -1,0 +1,127 @@
+"""One training run from a `TrainConfig`: process group, data, model initialisation, resume, fit, plot.
+
+Every check that can fail on user input (config, data, checkpoints, output folder) runs before the first step.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..checkpoint import load_checkpoint
+from ..clipseg_import import import_clipseg_decoder
+from ..config import ConfigError
+from ..data import CaptionLoader, build_caption_dataset
+from ..model import SynSeg, create_model
+from .config import ModelSection, TrainConfig, resolve_model_config
+from .distributed import DistInfo, cleanup_distributed, env_dist_info, init_distributed, resolve_device
+from .metrics import METRICS_NAME
+from .plot import PLOT_NAME, plot_metrics
+from .state import latest_checkpoint, list_checkpoints, remove_stale_temporaries
+from .trainer import EvalHook, Trainer, TrainSummary
+
+log = logging.getLogger(__name__)
+
+CONFIG_COPY_NAME = "train_config.yaml"
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed on every rank, so a random-weight model starts identical everywhere."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def initial_model(section: ModelSection) -> SynSeg:
+    """The model to train: the configured architecture with weights from `init_checkpoint` / `clipseg_weights`."""
+    model = create_model(resolve_model_config(section))
+    if section.init_checkpoint:
+        load_checkpoint(section.init_checkpoint, model)
+        log.info("initialised from synseg checkpoint %s", section.init_checkpoint)
+    if section.clipseg_weights:
+        import_clipseg_decoder(model, section.clipseg_weights)
+        log.info("decoder and FiLM initialised from CLIPSeg weights %s", section.clipseg_weights)
+    return model
+
+
+def build_loader(cfg: TrainConfig, info: DistInfo, device: torch.device) -> CaptionLoader:
+    """This rank's caption loader; a missing or empty dataset is a ConfigError naming it."""
+    if info.distributed and cfg.data.format == "webdataset" and not cfg.data.repeat:
+        raise ConfigError("data.repeat must be true for webdataset under torchrun: ranks would run out of data "
+                          "at different steps")
+    preprocess = resolve_model_config(cfg.model).preprocess
+    try:
+        dataset = build_caption_dataset(cfg.data, preprocess.mean, preprocess.std)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"data ({cfg.data.format} at {cfg.data.path!r}): {exc}") from exc
+    return CaptionLoader(dataset, cfg.loader.batch_size, cfg.data.augment.image_size,
+                         num_workers=cfg.loader.num_workers, shuffle=cfg.data.shuffle, seed=cfg.data.seed,
+                         drop_last=cfg.loader.drop_last, pin_memory=device.type == "cuda")
+
+
+def check_output_dir(output_dir: Path, resume: bool) -> None:
+    """A fresh run must not mix with an old run's checkpoints; `--resume` needs one."""
+    found = list_checkpoints(output_dir)
+    if resume and not found:
+        raise ConfigError(f"--resume: no checkpoint in {output_dir / 'checkpoints'} to resume from")
+    if not resume and found:
+        raise ConfigError(f"output_dir {output_dir} already holds checkpoints (latest: step {found[-1][0]}); "
+                          "pass --resume to continue that run, or choose another output_dir")
+
+
+def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: EvalHook | None = None) -> TrainSummary:
+    """Train as `cfg` says (single process, or one rank of a torchrun job).
+
+    Args:
+        cfg: a validated training config (`load_train_config`).
+        resume: continue from the newest checkpoint in `cfg.output_dir` (weights, optimiser, scheduler, scaler,
+            RNG and data position).
+        evaluate: evaluation hook called every `eval.every` steps (needed when eval.every > 0).
+
+    Raises:
+        ConfigError / CheckpointError: bad settings, data, output folder or checkpoint (before any step).
+        TrainingError: the run had to stop (see `Trainer.fit`).
+    """
+    if cfg.eval.every and evaluate is None:
+        raise ConfigError(f"eval.every={cfg.eval.every} but no evaluation hook was given; set eval.every=0")
+    info = env_dist_info()
+    device = resolve_device(cfg.runtime.device, info)
+    output_dir = Path(cfg.output_dir)
+    check_output_dir(output_dir, resume)
+    threads = torch.get_num_threads()
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+    init_distributed(info, device, cfg.runtime.distributed_backend, cfg.runtime.distributed_timeout_s)
+    try:
+        loader = build_loader(cfg, info, device)
+        seed_everything(cfg.seed)
+        model = create_model(resolve_model_config(cfg.model)) if resume else initial_model(cfg.model)
+        trainer = Trainer(cfg, model, loader, device=device, info=info, evaluate=evaluate)
+        if info.is_main:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(output_dir)
+            (output_dir / CONFIG_COPY_NAME).write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
+        if resume:
+            trainer.resume(latest_checkpoint(output_dir))
+        log.info("training %s on %s (%s, %d rank(s)) from step %d to %d", model.cfg.name, device,
+                 trainer.precision.precision, info.world_size, trainer.step, cfg.schedule.max_steps)
+        summary = trainer.fit()
+        if info.is_main and cfg.logging.plot:
+            plot_metrics(output_dir / METRICS_NAME, output_dir / PLOT_NAME)
+        return summary
+    finally:
+        cleanup_distributed()
+        torch.set_num_threads(threads)  # in-process callers (tests, notebooks) get their setting back
+
+
+def _plain(value: object) -> object:
+    """Tuples as lists, so the config copy is plain YAML that `load_train_config` reads back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,54 @@
+r"""Train SynSeg (MCCL on image-caption pairs) from a YAML config with optional key=value overrides.
+
+Examples:
+    python training/train.py --config training/configs/cc12m_vitb16.yaml data.path=/data/cc12m/{00000..01242}.tar
+    python training/train.py --config training/configs/tiny.yaml output_dir=runs/tiny optim.lr=3e-4 --resume
+    torchrun --standalone --nproc_per_node 4 training/train.py --config training/configs/cc12m_vitb16.yaml
+
+Multi-node runs (torchrun rendezvous) are described in synseg_core/training/distributed.py.
+Exit status: 0 done, 1 training stopped (non-finite losses), 2 bad config, data, checkpoint or output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from synseg_core.checkpoint import CheckpointError
+from synseg_core.config import ConfigError
+from synseg_core.training import TrainingError, load_train_config, run_training
+from synseg_core.training.distributed import env_dist_info
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="training YAML (see training/configs/)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides, e.g. optim.lr=3e-4 loader.batch_size=32 model.overrides.loss.area_weight=0.1")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    is_main = env_dist_info().is_main
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_train_config(args.config, args.overrides)
+        summary = run_training(cfg, resume=args.resume)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingError as exc:
+        print(f"training stopped: {exc}", file=sys.stderr)
+        return 1
+    if is_main:
+        print(f"done: {summary.steps} steps, {summary.nonfinite_steps} non-finite steps skipped, skipped samples "
+              f"{ {k: v for k, v in summary.skipped.items() if v} }, last checkpoint {summary.last_checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
