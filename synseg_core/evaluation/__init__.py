@@ -5,11 +5,11 @@ from synseg_core.evaluation.datasets import SegmentationDataset, build_dataset, 
 from synseg_core.evaluation.evaluator import EvalSettings, EvaluationReport, evaluate_dataset, run_evaluation
 from synseg_core.evaluation.maskclip import MaskClipBackend
 from synseg_core.evaluation.metrics import ConfusionMatrix, SegmentationMetrics
-from synseg_core.evaluation.pamr import PAMRConfig, pamr
+from synseg_core.evaluation.pamr import PAMRConfig, pamr_refine
 from synseg_core.evaluation.reporting import write_report
 
 __all__ = [
     "BenchmarkSpec", "ConfusionMatrix", "DatasetLayout", "EvalSettings", "EvaluationReport", "MaskClipBackend",
     "PAMRConfig", "SegmentationDataset", "SegmentationMetrics", "build_dataset", "evaluate_dataset",
-    "list_benchmarks", "list_datasets", "load_benchmark", "pamr", "run_evaluation", "write_report",
+    "list_benchmarks", "list_datasets", "load_benchmark", "pamr_refine", "run_evaluation", "write_report",
 ]

@@ -19,7 +19,7 @@ from synseg_core.config import InferenceConfig, replace_inference
 from synseg_core.evaluation.datasets import SegmentationDataset, build_dataset
 from synseg_core.evaluation.maskclip import MaskClipBackend
 from synseg_core.evaluation.metrics import ConfusionMatrix, SegmentationMetrics
-from synseg_core.evaluation.pamr import PAMRConfig, pamr
+from synseg_core.evaluation.pamr import PAMRConfig, pamr_refine
 from synseg_core.postprocess import labels_from_probabilities
 from synseg_core.segmenter import Segmenter, resolve_model_source
 
@@ -163,7 +163,7 @@ def predict_classes(segmenter: Segmenter, image: np.ndarray, categories: list[st
     if pamr_config is not None:
         # PAMR's affinities are invariant to per-channel affine colour scaling, so raw pixel values will do.
         pixels = torch.from_numpy(image).to(probs.device).permute(2, 0, 1)[None].float()
-        probs = pamr(pixels, probs[None], pamr_config)[0]
+        probs = pamr_refine(pixels, probs[None], pamr_config)[0]
     cfg = segmenter.inference
     labelled = labels_from_probabilities(probs, cfg.background_threshold if cfg.background else None,
                                          cfg.mask_threshold)

@@ -74,7 +74,7 @@ def _local_affinity(image: torch.Tensor, config: PAMRConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pamr(image: torch.Tensor, masks: torch.Tensor, config: PAMRConfig | None = None) -> torch.Tensor:
+def pamr_refine(image: torch.Tensor, masks: torch.Tensor, config: PAMRConfig | None = None) -> torch.Tensor:
     """Refine soft masks along image edges.
 
     Args:
@@ -87,7 +87,9 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, config: PAMRConfig | None = N
     """
     config = config or PAMRConfig()
     if image.dim() != 4 or masks.dim() != 4 or image.shape[0] != masks.shape[0]:
-        raise ValueError(f"expected image [B,3,H,W] and masks [B,C,h,w], got {tuple(image.shape)}, {tuple(masks.shape)}")
+        raise ValueError(
+            f"expected image [B,3,H,W] and masks [B,C,h,w], got {tuple(image.shape)}, {tuple(masks.shape)}"
+        )
     image = image.float()
     masks = F.interpolate(masks.float(), size=image.shape[-2:], mode="bilinear", align_corners=True)
     affinity = _local_affinity(image, config)  # [B, P, H, W]
@@ -97,6 +99,6 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, config: PAMRConfig | None = N
         padded = F.pad(masks, [pad] * 4, mode="replicate")
         refined = torch.zeros_like(masks)
         for p, (d, dy, dx) in enumerate(offsets):
-            refined += affinity[:, p : p + 1] * _shifted(masks, padded, pad, d, dy, dx)
+            refined.addcmul_(affinity[:, p : p + 1], _shifted(masks, padded, pad, d, dy, dx))
         masks = refined
     return masks

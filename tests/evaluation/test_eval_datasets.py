@@ -111,7 +111,8 @@ def test_custom_reader_matches_by_stem(tmp_path):
 
 def test_custom_mismatched_counts_name_the_unmatched_files(tmp_path):
     classes_file = _make_custom(tmp_path, ["a", "b", "c"], ["a", "b", "zz"])
-    with pytest.raises(ValueError, match=r"3 images but 3 label maps.*without a label map: \[c\].*without an image: \[zz\]"):
+    expected = r"3 images but 3 label maps.*without a label map: \[c\].*without an image: \[zz\]"
+    with pytest.raises(ValueError, match=expected):
         build_dataset("custom", tmp_path, classes_file=classes_file)
     classes_file = _make_custom(tmp_path / "two", ["a", "b"], ["a"])
     with pytest.raises(ValueError, match=r"2 images but 1 label maps"):

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synseg_core.evaluation.pamr import PAMRConfig, pamr
+from synseg_core.evaluation.pamr import PAMRConfig, pamr_refine
 
 
 def _shift_kernels(include_centre: bool, centre_minus: bool) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_matches_materialised_reference(dilations):
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(2, 3, 20, 27, generator=gen)
     mask = torch.rand(2, 4, 10, 14, generator=gen)
-    ours = pamr(image, mask, PAMRConfig(num_iter=3, dilations=dilations))
+    ours = pamr_refine(image, mask, PAMRConfig(num_iter=3, dilations=dilations))
     ref = _reference_pamr(image, mask, 3, dilations)
     assert ours.shape == (2, 4, 20, 27)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
@@ -57,7 +57,7 @@ def test_refinement_follows_an_image_edge_and_keeps_class_sums():
     masks = torch.stack([1 - ramp, ramp])[None]
     ideal = (image[0, 0] > 0.5).long()
     assert (masks[0].argmax(0) != ideal).any()
-    refined = pamr(image, masks)
+    refined = pamr_refine(image, masks)
     assert torch.equal(refined[0].argmax(0), ideal)
     # Scores flatten inside each region and jump at the edge.
     left, right = refined[0, 1, :, : w // 2], refined[0, 1, :, w // 2 :]
@@ -71,7 +71,8 @@ def test_affine_colour_normalisation_does_not_change_the_result():
     mask = torch.rand(1, 2, 12, 12, generator=gen)
     mean, std = torch.tensor([0.48, 0.46, 0.41]).view(1, 3, 1, 1), torch.tensor([0.27, 0.26, 0.28]).view(1, 3, 1, 1)
     cfg = PAMRConfig(num_iter=2)
-    torch.testing.assert_close(pamr(image * 255, mask, cfg), pamr((image - mean) / std, mask, cfg), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pamr_refine(image * 255, mask, cfg), pamr_refine((image - mean) / std, mask, cfg),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_bad_settings_are_rejected():
@@ -80,4 +81,4 @@ def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="num_iter"):
         PAMRConfig(num_iter=-1)
     with pytest.raises(ValueError, match=r"image \[B,3,H,W\]"):
-        pamr(torch.zeros(3, 4, 4), torch.zeros(1, 2, 4, 4))
+        pamr_refine(torch.zeros(3, 4, 4), torch.zeros(1, 2, 4, 4))
