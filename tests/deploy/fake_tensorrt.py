@@ -263,8 +263,8 @@ class IOptimizationProfile:
 
 
 class ITimingCache:
-    def __init__(self, version: str, builds: int = 0):
-        self.version, self.builds = version, builds
+    def __init__(self, version: str, builds: int = 0, loaded: bool = False):
+        self.version, self.builds, self.loaded = version, builds, loaded
 
     def serialize(self) -> IHostMemory:
         return IHostMemory(TIMING_MAGIC + json.dumps({"version": self.version, "builds": self.builds}).encode())
@@ -308,10 +308,10 @@ class _BuilderConfig:
         if not bytes(data).startswith(TIMING_MAGIC):
             return None
         header = json.loads(bytes(data)[len(TIMING_MAGIC):])
-        return ITimingCache(header["version"], header["builds"])
+        return ITimingCache(header["version"], header["builds"], loaded=True)
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
-        mismatch = cache.version != self.state.version or self.state.behaviour.timing_cache_mismatch
+        mismatch = cache.version != self.state.version or (cache.loaded and self.state.behaviour.timing_cache_mismatch)
         if mismatch and not ignore_mismatch:
             return False
         self.timing_cache = cache
@@ -463,8 +463,9 @@ class IExecutionContext:
         self.addresses: dict[str, int] = {}
 
     def set_input_shape(self, name: str, shape) -> bool:
-        low, _, high = self.engine.get_tensor_profile_shape(name, 0)
         shape = tuple(shape)
+        tensor = self.engine.tensors[name]
+        low, _, high = tensor["profile"] or (tensor["shape"], None, tensor["shape"])
         if len(shape) != len(low) or any(not a <= s <= b for a, s, b in zip(low, shape, high)):
             return False
         self.input_shapes[name] = shape

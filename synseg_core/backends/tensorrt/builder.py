@@ -68,8 +68,8 @@ def build_engine_bytes(trt: ModuleType, plan: PrecisionPlan, profile: tuple[Inpu
     config = builder.create_builder_config()
     _apply_options(trt, config, plan, options)
     _add_profile(builder, network, config, profile)
-    if timing_cache is not None:
-        _attach_timing_cache(config, timing_cache)
+    if timing_cache is not None and not _attach_timing_cache(config, timing_cache):
+        timing_cache = None
     monitor = make_progress_monitor(trt, progress)  # referenced until the build ends, as TensorRT requires
     config.progress_monitor = monitor
     try:
@@ -133,15 +133,23 @@ def _add_profile(builder, network, config, profile: tuple[InputProfile, ...]) ->
                                f"{[item.as_key() for item in profile]}")
 
 
-def _attach_timing_cache(config, path: Path) -> None:
-    """Load the persisted timing cache; one from another device or version is replaced by a new one."""
+def _attach_timing_cache(config, path: Path) -> bool:
+    """Load the persisted timing cache (one from another device or version is replaced by a new one).
+
+    Returns False when TensorRT accepts no timing cache at all; the build then runs without one.
+    """
     data = path.read_bytes() if path.is_file() else b""
     cache = config.create_timing_cache(data)
     if cache is not None and config.set_timing_cache(cache, False):
         log.info("TensorRT timing cache %s (%s)", path, f"{len(data)} bytes" if data else "new")
-        return
-    log.warning("timing cache %s does not match this TensorRT/GPU; starting a new one", path)
-    config.set_timing_cache(config.create_timing_cache(b""), False)
+        return True
+    if data:
+        log.warning("timing cache %s does not match this TensorRT/GPU; starting a new one", path)
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, False):
+            return True
+    log.warning("TensorRT refused a new timing cache; building without one")
+    return False
 
 
 def _describe_parser_error(error) -> str:

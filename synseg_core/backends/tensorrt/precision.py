@@ -45,8 +45,9 @@ class PrecisionPlan:
     note: str  # why this row of the table was chosen
 
     def as_key(self) -> dict:
-        """The parts of the plan that change the engine (the ONNX file is keyed by its content hash)."""
-        return {"requested": self.requested, "resolved": self.resolved, "typing": self.typing,
+        """The parts of the plan that change the engine (the ONNX file is keyed by its content hash; the requested
+        precision is not part of it, so fp16 resolved to fp32 shares the fp32 engine)."""
+        return {"resolved": self.resolved, "typing": self.typing,
                 "network_flags": list(self.network_flags), "builder_flags": list(self.builder_flags)}
 
 
