@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .vocabulary import Lexicon
 
 # A word with inner hyphens or apostrophes ("t-shirt", "dog's"), or any other single non-space character.
-_TOKEN = re.compile(r"[a-z]+(?:[-'’][a-z]+)*|\S")
+_TOKEN = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\S")
 _POSSESSIVE = re.compile(r"['’]s?$")
 # Closed-class words that signal the next word is a verb or a predicate adjective, not a noun.
 VERB_CUES = frozenset({

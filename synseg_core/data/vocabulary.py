@@ -96,9 +96,17 @@ class Lexicon:
         return None
 
     def is_stop_phrase(self, phrase: str) -> bool:
-        """True when the phrase's head (last word, any noun lemma) is on the stop-list."""
-        last = phrase.rsplit(" ", 1)[-1]
-        return last in self.stop_words or any(lemma in self.stop_words for lemma in noun_lemmas(last))
+        """True when the phrase names a stop-listed thing.
+
+        A phrase ending in a vocabulary entry is judged by that entry ("parking meter" is a thing although
+        "meter" alone is a unit; "blue background" is not); otherwise by its head (last word, any noun lemma).
+        """
+        words = phrase.split(" ")
+        for start in range(len(words)):  # longest known ending first
+            canonical = self.lookup(words[start:])
+            if canonical is not None:
+                return canonical in self.stop_words
+        return words[-1] in self.stop_words or any(lemma in self.stop_words for lemma in noun_lemmas(words[-1]))
 
 
 def _add_nouns(table: dict[str, str], origin: dict[str, str], path: Path) -> None:

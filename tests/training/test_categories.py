@@ -23,11 +23,13 @@ CAPTIONS = [
     ("a bowl of fresh strawberries on a wooden table", ["bowl", "strawberry", "table"]),
     ("Aerial view of a river flowing through the forest", ["river", "forest"]),
     ("young woman with sunglasses and a hat on the beach", ["woman", "sunglasses", "hat", "beach"]),
-    ("The living room has a sofa, a coffee table and a fireplace.", ["sofa", "coffee table", "fireplace"]),
+    ("The living room has a sofa, a coffee table and a fireplace.", ["living room", "sofa", "coffee table",
+                                                                    "fireplace"]),
     ("A double decker bus driving down a city street", ["bus", "street"]),
     ("ripe tomatoes and potatoes in a basket", ["tomato", "potato", "basket"]),
     ("a horse grazing in a meadow with mountains behind it", ["horse", "meadow", "mountain"]),
-    ("The kitchen has a stove, a refrigerator and a microwave oven.", ["stove", "refrigerator", "oven"]),
+    ("The kitchen has a stove, a refrigerator and a microwave oven.", ["kitchen", "stove", "refrigerator",
+                                                                     "oven"]),
     ("a small boat on the lake surrounded by pine trees", ["boat", "lake", "tree"]),
     ("teddy bears sitting on a shelf", ["teddy bear", "shelf"]),
     ("Traffic lights and street signs at a busy intersection", ["traffic light", "sign"]),
@@ -41,8 +43,14 @@ CAPTIONS = [
     ("a chest of drawers next to the bed", ["chest of drawers", "bed"]),
     ("Stock photo of a woman wearing shorts and a t-shirt", ["woman", "shorts", "shirt"]),
     ("a short man in front of a building", ["man", "building"]),
+    ("a parking meter two feet from the curb", ["parking meter"]),  # "meter" and "feet" alone are units
     ("Airplanes parked at the airport runway", ["airplane", "runway"]),
     ("a blue square and a red circle on sand", ["square", "circle", "sand"]),
+    ("Close-up of a young woman drinking coffee in a Café", ["woman", "coffee", "cafe"]),
+    ("Red roses in a glass vase on the table", ["rose", "vase", "table"]),
+    ("Orange juice and oranges on a table", ["juice", "orange", "table"]),
+    ("Hand-drawn vector illustration of a cartoon dog", ["dog"]),
+    ("3 cats & 2 dogs in the living room", ["cat", "dog", "living room"]),
 ]
 
 
