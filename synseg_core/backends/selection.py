@@ -116,20 +116,21 @@ def select_backend(choice: str, factories: BackendFactories, *, device: str | to
 
 def _skip_reason(backend: str, kind: str, device: torch.device, environment: RuntimeEnvironment,
                  factory: BackendFactory | None) -> str | None:
-    """Why a step cannot even be tried, or None."""
+    """Why a step cannot even be tried (every reason, joined), or None."""
     if factory is None:
         return f"no {backend} backend was configured (no model file for it)"
+    reasons = []
+    if backend == "tensorrt" and environment.tensorrt_problem is not None:
+        reasons.append(environment.tensorrt_problem)
+    if backend == "onnxruntime" and environment.onnxruntime_problem is not None:
+        reasons.append(environment.onnxruntime_problem)
     if kind == "cuda":
         if device.type != "cuda":
-            return f"device {str(device)!r} was requested"
-        if not environment.cuda_available:
-            return "no CUDA device (torch.cuda.is_available() is False)"
-    if backend == "tensorrt":
-        return environment.tensorrt_problem
-    if backend == "onnxruntime":
-        if environment.onnxruntime_problem is not None:
-            return environment.onnxruntime_problem
-        if kind == "cuda" and ORT_CUDA_PROVIDER not in environment.onnxruntime_providers:
-            return (f"onnxruntime has no {ORT_CUDA_PROVIDER} (available: "
-                    f"{', '.join(environment.onnxruntime_providers)}; install onnxruntime-gpu)")
-    return None
+            reasons.append(f"device {str(device)!r} was requested")
+        elif not environment.cuda_available:
+            reasons.append("no CUDA device (torch.cuda.is_available() is False)")
+        if (backend == "onnxruntime" and environment.onnxruntime_problem is None
+                and ORT_CUDA_PROVIDER not in environment.onnxruntime_providers):
+            reasons.append(f"onnxruntime has no {ORT_CUDA_PROVIDER} (available: "
+                           f"{', '.join(environment.onnxruntime_providers)}; install onnxruntime-gpu)")
+    return "; ".join(reasons) or None

@@ -14,7 +14,7 @@ from .cache import EngineCache, engine_key
 from .config import TensorRTConfig
 from .engine import EngineRequest, ObtainOptions, obtain_engine
 from .errors import EngineLoadError, TensorRTError, TensorRTUnavailableError
-from .onnx_info import fingerprint_onnx, graph_inputs, load_onnx_structure
+from .onnx_info import fingerprint_onnx, graph_inputs, load_onnx_structure, require_onnx_file
 from .precision import PrecisionPlan, resolve_precision
 from .probe import DeviceInfo, TensorRTInfo, import_tensorrt, probe_device_info, tensorrt_info
 from .profile import IMAGES_INPUT, PROBABILITIES_OUTPUT, TEXT_INPUT, axis_ranges, resolve_profile
@@ -95,6 +95,9 @@ def create_tensorrt_backend(onnx_path: str | Path, reference: ReferenceFactory, 
         TensorRTError: no engine of any precision is usable; the message lists each attempt's reason, and the
             caller falls back to ONNX Runtime or PyTorch.
     """
+    for path in (onnx_path, fp16_onnx_path):  # bad input is reported before the machine is examined
+        if path is not None:
+            require_onnx_file(path)
     trt = import_tensorrt()
     info = tensorrt_info(trt)
     device = torch.device(device)

@@ -16,11 +16,17 @@ SUPPORTED_OPS_FILE = Path(__file__).resolve().parent.parent / "tensorrt_onnx_ops
 _HASH_CHUNK_BYTES = 1 << 20
 
 
-def load_onnx_structure(path: str | Path) -> onnx.ModelProto:
-    """Load the graph of an ONNX file without its external weights (cheap even for large models)."""
+def require_onnx_file(path: str | Path) -> Path:
+    """`path` as a Path; FileNotFoundError naming it when there is no such file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist; export it first (training/export.py)")
+    return path
+
+
+def load_onnx_structure(path: str | Path) -> onnx.ModelProto:
+    """Load the graph of an ONNX file without its external weights."""
+    path = require_onnx_file(path)
     try:
         return onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError) as exc:
