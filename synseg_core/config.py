@@ -84,6 +84,7 @@ class InferenceConfig:
     """How `Segmenter` turns an image into maps (paper_spec.md 6; TCL protocol defaults)."""
 
     short_side: int = 448  # resize so the short side has this length, keeping the aspect ratio
+    long_side_cap: int = 2048  # ...unless the long side would exceed this (mmseg img_scale=(2048, 448))
     window: int | None = 448  # sliding-window size; None = resize the whole image to short_side x short_side
     stride: int = 224
     templates: str = "single"  # prompt-template set name (synseg_core/resources/templates.json)

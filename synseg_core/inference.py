@@ -42,11 +42,12 @@ def to_normalised_tensor(image: np.ndarray, pre: PreprocessConfig, device: torch
 
 
 def model_input_size(height: int, width: int, cfg: InferenceConfig, multiple: int) -> tuple[int, int]:
-    """Size the image is resized to: short side = cfg.short_side (aspect kept, rounded to the patch multiple) when
-    sliding, or a short_side square when `window` is None."""
+    """Size the image is resized to: short side = cfg.short_side with the long side capped at cfg.long_side_cap (aspect
+    kept, rounded to the patch multiple, at least one window) when sliding, or a short_side square when `window` is
+    None."""
     if cfg.window is None:
         return cfg.short_side, cfg.short_side
-    scale = cfg.short_side / min(height, width)
+    scale = min(cfg.short_side / min(height, width), cfg.long_side_cap / max(height, width))
 
     def rnd(x: float) -> int:
         return max(multiple, int(round(x * scale / multiple)) * multiple)

@@ -110,3 +110,12 @@ def test_bad_categories(tiny_segmenter, cats, match):
     img = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(CategoryError, match=match):
         tiny_segmenter.segment(img, cats)
+
+
+def test_resize_rule_short_side_and_long_cap():
+    from synseg_core.inference import model_input_size
+
+    cfg = InferenceConfig(short_side=448, window=448, stride=224, long_side_cap=2048)
+    assert model_input_size(480, 640, cfg, 16) == (448, 592)  # 640 * 448/480 = 597.3 -> 592 (multiple of 16)
+    assert model_input_size(100, 1000, cfg, 16) == (448, 2048)  # long side capped; short side kept >= one window
+    assert model_input_size(300, 200, InferenceConfig(short_side=64, window=None), 16) == (64, 64)

@@ -1,0 +1,80 @@
+"""Segmenter.segment speed against the bare open_clip image encoder and Hugging Face CLIPSeg (issue 3).
+
+    python benchmarks/segmenter_speed.py [--repeats 5] [--device cpu]
+
+ViT-B/16 with random weights (timing only). Prints, measured side by side in one run:
+- Segmenter.segment for K = 1, 10, 20 at 224 and 448, divided by the full open_clip image tower at the same size
+  (targets at 448: <= 0.9x for K=1, <= 1.1x for K=10, <= 1.25x for K=20);
+- synseg against HF CLIPSegForImageSegmentation answering the same K=10 prompts for one 352 image (target <= 0.15x).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import open_clip
+import torch
+
+from benchmarks.common import interleaved_medians, machine_description
+from synseg_core import Segmenter, get_model_config
+from synseg_core.config import InferenceConfig
+
+
+def build_segmenter(size: int, device: str) -> Segmenter:
+    cfg = get_model_config("vitb16-rd64-refined")
+    cfg.backbone.pretrained = None
+    cfg.inference = InferenceConfig(short_side=size, window=size, stride=size)
+    return Segmenter.from_checkpoint(cfg, device=device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-hf", action="store_true")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+    print(f"machine: {machine_description()}")
+    cats = [f"object number {i}" for i in range(20)]
+    rows = []
+    for size in (224, 448):
+        seg = build_segmenter(size, args.device)
+        tower = open_clip.create_model("ViT-B-16", pretrained=None, force_image_size=size).visual
+        tower = tower.to(args.device).eval()
+        image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        x = torch.randn(1, 3, size, size, device=args.device)
+        seg.encode_text(cats)  # text embeddings are cached per query: not part of the per-frame cost
+        fns = {"tower": lambda: tower(x)}
+        for k in (1, 10, 20):
+            fns[f"K={k}"] = lambda k=k: seg.segment(image, cats[:k])
+        with torch.inference_mode():
+            med = interleaved_medians(fns, args.repeats, sync=sync)
+        for k in (1, 10, 20):
+            rows.append((size, k, med[f"K={k}"] * 1e3, med["tower"] * 1e3, med[f"K={k}"] / med["tower"]))
+        del seg, tower
+    print("\nsize  K   segment ms  tower ms  ratio")
+    for size, k, s, t, r in rows:
+        print(f"{size:4d} {k:3d} {s:11.1f} {t:9.1f} {r:6.2f}x")
+    if not args.skip_hf:
+        from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+        hf = CLIPSegForImageSegmentation(CLIPSegConfig(use_complex_transposed_convolution=True))
+        hf = hf.to(args.device).eval()
+        seg = build_segmenter(352, args.device)
+        prompts = cats[:10]
+        image = np.random.default_rng(1).integers(0, 256, (352, 352, 3), dtype=np.uint8)
+        pixels = torch.randn(len(prompts), 3, 352, 352, device=args.device)  # HF: one image copy per prompt
+        tokens = torch.randint(0, 49407, (len(prompts), 8), device=args.device)
+        seg.encode_text(prompts)
+        with torch.inference_mode():
+            med = interleaved_medians({"hf": lambda: hf(input_ids=tokens, pixel_values=pixels),
+                                       "synseg": lambda: seg.segment(image, prompts)}, args.repeats, sync=sync)
+        print(f"\nK=10 at 352: synseg {med['synseg'] * 1e3:.1f} ms, HF CLIPSeg {med['hf'] * 1e3:.1f} ms, "
+              f"ratio {med['synseg'] / med['hf']:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
