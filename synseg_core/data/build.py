@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 from ..config import ConfigError
 from .augment import AugmentConfig, TrainTransform
@@ -46,8 +46,8 @@ class CaptionDataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.format not in DataFormat.__args__:
-            raise ConfigError(f"data.format: {self.format!r} is not one of {list(DataFormat.__args__)}")
+        if self.format not in get_args(DataFormat):
+            raise ConfigError(f"data.format: {self.format!r} is not one of {list(get_args(DataFormat))}")
         if not self.path:
             raise ConfigError("data.path is required: the shard pattern, manifest or COCO captions file")
         if (self.format == "coco") != (self.image_root is not None):

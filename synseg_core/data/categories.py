@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 from ..config import ConfigError
 from .lexicon_matcher import lexicon_phrases
@@ -58,8 +59,8 @@ class CategoryConfig:
         if self.max_categories < 1:
             raise ConfigError(f"categories.max_categories must be at least 1, got {self.max_categories}")
         for name, value, allowed in (("backend", self.backend, Backend), ("selection", self.selection, Selection)):
-            if value not in allowed.__args__:
-                raise ConfigError(f"categories.{name}: {value!r} is not one of {list(allowed.__args__)}")
+            if value not in get_args(allowed):
+                raise ConfigError(f"categories.{name}: {value!r} is not one of {list(get_args(allowed))}")
         if not self.person_token or not self.person_category.strip():
             raise ConfigError("categories.person_token and categories.person_category must be non-empty, got "
                               f"{self.person_token!r} and {self.person_category!r}")
@@ -107,7 +108,7 @@ class CategoryExtractor:
                                    person_token=cfg.person_token, person_category=cfg.person_category)
         if self._nlp is None:
             self._nlp = load_spacy(cfg.spacy_model)
-        text = caption.replace(cfg.person_token, cfg.person_category)
+        text = re.sub(re.escape(cfg.person_token), cfg.person_category, caption, flags=re.IGNORECASE)
         return spacy_phrases(self._nlp(text), cfg.keep_modifiers)
 
     def candidates(self, caption: str) -> list[str]:

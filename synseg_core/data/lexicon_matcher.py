@@ -15,7 +15,7 @@ from .vocabulary import Lexicon
 
 # A word with inner hyphens or apostrophes ("t-shirt", "dog's"), or any other single non-space character.
 _TOKEN = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\S")
-_POSSESSIVE = re.compile(r"['’]s?$")
+_POSSESSIVE = re.compile(r"['’]s$")  # "dog's"; in "dogs'" the apostrophe is a token of its own
 # Closed-class words that signal the next word is a verb or a predicate adjective, not a noun.
 VERB_CUES = frozenset({
     "i", "you", "we", "they", "he", "she", "can", "cannot", "could", "will", "would", "shall", "should", "may",

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Literal
+from typing import IO, Iterator, Literal, get_args
 
 from tqdm import tqdm
 
@@ -155,4 +155,4 @@ def precompute_categories(data_format: PrecomputeFormat, source: str | Path, out
         return _precompute_coco(source, output, extractor, progress)
     if data_format == "webdataset":
         return _precompute_shards(str(source), output, extractor, progress)
-    raise ValueError(f"unknown data format {data_format!r}; valid formats: {list(PrecomputeFormat.__args__)}")
+    raise ValueError(f"unknown data format {data_format!r}; valid formats: {list(get_args(PrecomputeFormat))}")

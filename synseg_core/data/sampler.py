@@ -1,6 +1,7 @@
 """A DistributedSampler that can start part-way through an epoch (for exact resumption)."""
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterator, Sized
 
 import torch.distributed as dist
@@ -50,8 +51,8 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start = start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        indices = list(super().__iter__())[self.start:]
-        return iter([(self.epoch, i) for i in indices])
+        epoch = self.epoch
+        return ((epoch, i) for i in islice(super().__iter__(), self.start, None))
 
     def __len__(self) -> int:
         return self.num_samples - self.start

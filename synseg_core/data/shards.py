@@ -70,11 +70,20 @@ def sidecar_path(categories_dir: str | Path, url: str) -> Path:
     return Path(categories_dir) / (name.removesuffix(SHARD_SUFFIX) + SIDECAR_SUFFIX)
 
 
-@functools.lru_cache(maxsize=_SIDECAR_CACHE_SHARDS)
 def read_sidecar(path: Path) -> dict[str, list[str]] | None:
-    """key -> categories from a sidecar file (lines ``{"key": ..., "categories": [...]}``); None if absent."""
-    if not path.is_file():
+    """key -> categories from a sidecar file (lines ``{"key": ..., "categories": [...]}``); None if absent.
+
+    Cached per worker for the last few shards; a rewritten file (new mtime) is read again.
+    """
+    try:
+        modified = path.stat().st_mtime_ns
+    except FileNotFoundError:
         return None
+    return _read_sidecar(path, modified)
+
+
+@functools.lru_cache(maxsize=_SIDECAR_CACHE_SHARDS)
+def _read_sidecar(path: Path, modified: int) -> dict[str, list[str]]:
     table = {}
     with path.open(encoding="utf-8") as f:
         for line in f:
@@ -154,8 +163,13 @@ class WebCaptionDataset(IterableDataset):
         self.urls = expand_shards(shards)
         self.builder = builder
         self.categories_dir = Path(categories_dir) if categories_dir is not None else None
-        if self.categories_dir is not None and not self.categories_dir.is_dir():
-            raise FileNotFoundError(f"categories folder not found: {self.categories_dir}")
+        if self.categories_dir is not None:
+            if not self.categories_dir.is_dir():
+                raise FileNotFoundError(f"categories folder not found: {self.categories_dir}")
+            without = [u for u in self.urls if not sidecar_path(self.categories_dir, u).is_file()]
+            if without:
+                log.warning("%d of %d shards have no sidecar in %s (e.g. %s); their categories are extracted on "
+                            "the fly", len(without), len(self.urls), self.categories_dir, without[0])
         self.shuffle_shards = shuffle_shards
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed

@@ -98,3 +98,11 @@ def test_unknown_format_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(["--format", "parquet", "--input", "x", "--output", "y"])
     assert "invalid choice: 'parquet'" in capsys.readouterr().err
+
+
+def test_precompute_rejects_an_unknown_format(tmp_path):
+    from synseg_core.data.precompute import precompute_categories
+
+    with pytest.raises(ValueError, match=r"unknown data format 'parquet'; valid formats: \['jsonl', 'coco', "):
+        precompute_categories("parquet", tmp_path / "x", tmp_path / "y", cli.CategoryExtractor(
+            cli.CategoryConfig(backend="lexicon")), progress=False)
