@@ -46,7 +46,8 @@ class CaptionLoader:
     def set_position(self, epoch: int, batches_consumed: int = 0) -> None:
         """Make the next iteration start at batch `batches_consumed` of `epoch` (0 = the epoch's start)."""
         if self.sampler is not None:
-            self.sampler.set_position(epoch, batches_consumed * self.batch_size)
+            # The epoch's last batch may have been partial: never start past the end.
+            self.sampler.set_position(epoch, min(batches_consumed * self.batch_size, self.sampler.num_samples))
         else:
             self.dataset.set_position(epoch, batches_consumed, self.batch_size)
 

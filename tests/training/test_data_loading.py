@@ -118,6 +118,14 @@ def test_map_style_resume_at_a_sample_position_reproduces_the_run(manifest, work
     assert [b.keys for b in _batches(other_epoch, 4)] != [b.keys for b in full]
 
 
+def test_map_style_resume_after_a_partial_last_batch_gives_an_empty_rest_of_epoch(manifest):
+    loader = CaptionLoader(JsonlCaptionDataset(manifest, make_builder()), batch_size=3, image_size=SIZE)
+    loader.set_position(epoch=0, batches_consumed=4)  # 10 samples: batches of 3, 3, 3 and 1 were consumed
+    assert list(loader) == []
+    loader.set_position(epoch=1)
+    assert sum(len(b) for b in loader) == 10
+
+
 def test_webdataset_ranks_get_disjoint_shards(tmp_path, monkeypatch):
     caption_shards(tmp_path, num_shards=4, per_shard=3)
     keys = []
