@@ -1,0 +1,113 @@
+"""The node's output messages, built from a `SegmentationResult` as pure functions (testable without a node).
+
+Every image output carries the input header verbatim and has the input resolution.
+
+- labels: "mono8" (0 = background, k = k-th category, 1-based), "mono16" when there are more than 254 categories.
+- masks: ONE image with K channels, encoding "8UC<K>" (OpenCV's generic encoding with the channel count spelled
+  out, e.g. "8UC1", "8UC3", "8UC10"; always this form, never "mono8"/"bgr8" even for K = 1 or 3). Channel c
+  (0-based, interleaved HWC like every ROS image) is the binary mask of category id c + 1, i.e. of the (c+1)-th
+  entry of label_info; 255 = inside, 0 = outside. Masks may overlap.
+- confidence: "32FC1", the winning category's probability.
+- overlay: "bgr8", the input blended with one colour per category where a category wins.
+- label_info: JSON (`label_info_json`), and `vision_msgs/LabelInfo` where vision_msgs is installed.
+"""
+from __future__ import annotations
+
+import colorsys
+import importlib
+import json
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from synseg_ros.image_conversion import array_to_image
+
+MONO8_MAX_CATEGORIES = 254  # ids 1..254 plus background 0 fit in a byte; 255 stays free as "no label"
+MAX_CATEGORIES = 512  # OpenCV (and so cv_bridge) images hold at most 512 channels (CV_CN_MAX), one per mask
+MASK_ON = 255  # value of a pixel inside a mask (OpenCV's convention for binary masks)
+BACKGROUND_ID = 0
+_GOLDEN_RATIO = 0.618033988749895  # hue step that spreads consecutive category colours around the wheel
+
+
+def labels_encoding(num_categories: int) -> str:
+    """"mono8" for up to 254 categories, else "mono16"."""
+    return "mono8" if num_categories <= MONO8_MAX_CATEGORIES else "mono16"
+
+
+def masks_encoding(num_categories: int) -> str:
+    """"8UC<K>", e.g. "8UC3" for three categories."""
+    return f"8UC{num_categories}"
+
+
+def labels_message(labels: np.ndarray, num_categories: int, header: Header) -> Image:
+    """Label map [H, W] int -> mono8/mono16 Image."""
+    dtype = np.uint8 if labels_encoding(num_categories) == "mono8" else np.uint16
+    return array_to_image(labels.astype(dtype), labels_encoding(num_categories), header)
+
+
+def masks_message(masks: np.ndarray, header: Header) -> Image:
+    """Binary masks [K, H, W] bool -> one "8UC<K>" Image, channel c = category id c + 1, values 0/255."""
+    hwk = np.ascontiguousarray(masks.transpose(1, 2, 0)).view(np.uint8) * np.uint8(MASK_ON)
+    return array_to_image(hwk, masks_encoding(masks.shape[0]), header)
+
+
+def confidence_message(confidence: np.ndarray, header: Header) -> Image:
+    """Winning probability [H, W] -> 32FC1 Image."""
+    return array_to_image(confidence.astype(np.float32, copy=False), "32FC1", header)
+
+
+def category_colours(num_categories: int) -> np.ndarray:
+    """Distinct, stable colours: [K + 1, 3] uint8 RGB, row 0 (background) black, row k for category id k."""
+    colours = np.zeros((num_categories + 1, 3), np.uint8)
+    for k in range(1, num_categories + 1):
+        rgb = colorsys.hsv_to_rgb((k * _GOLDEN_RATIO) % 1.0, 0.75, 1.0)
+        colours[k] = np.round(np.array(rgb) * 255)
+    return colours
+
+
+def overlay_message(rgb: np.ndarray, labels: np.ndarray, num_categories: int, alpha: float,
+                    header: Header) -> Image:
+    """bgr8 overlay: `alpha` * category colour + (1 - alpha) * image where a category wins, the image elsewhere.
+
+    Args:
+        rgb: [H, W, 3] uint8 input image.
+        labels: [H, W] int label map (0 = background).
+    """
+    colours = category_colours(num_categories)[:, ::-1].astype(np.float32)  # BGR
+    bgr = rgb[:, :, ::-1].astype(np.float32)
+    blended = np.where((labels > 0)[:, :, None], (1.0 - alpha) * bgr + alpha * colours[labels], bgr)
+    return array_to_image(np.rint(blended).astype(np.uint8), "bgr8", header)
+
+
+def label_info_json(categories: list[str], background: bool) -> str:
+    """The label list and the output conventions as a JSON document (for `~/label_info`)."""
+    num = len(categories)
+    return json.dumps({
+        "categories": [{"id": k, "name": name} for k, name in enumerate(categories, start=1)],
+        "background_id": BACKGROUND_ID if background else None,
+        "labels_encoding": labels_encoding(num),
+        "masks_encoding": masks_encoding(num),
+        "masks_channel_order": "channel c (0-based) is the mask of category id c + 1",
+        "mask_value": MASK_ON,
+        "confidence_encoding": "32FC1",
+    })
+
+
+def vision_label_info_type() -> Any | None:
+    """`vision_msgs.msg.LabelInfo` where vision_msgs is installed, else None."""
+    try:
+        return importlib.import_module("vision_msgs.msg").LabelInfo
+    except ImportError:
+        return None
+
+
+def vision_label_info(msg_type: Any, categories: list[str], background: bool, threshold: float,
+                      header: Header) -> Any:
+    """Fill a `vision_msgs/LabelInfo` (class_map: id -> name, threshold = mask threshold)."""
+    vision_class = importlib.import_module("vision_msgs.msg").VisionClass
+    names = ([("background", BACKGROUND_ID)] if background else []) + [
+        (name, k) for k, name in enumerate(categories, start=1)]
+    return msg_type(header=header, threshold=float(threshold),
+                    class_map=[vision_class(class_id=k, class_name=name) for name, k in names])

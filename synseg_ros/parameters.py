@@ -1,0 +1,224 @@
+"""The node's parameters: one dataclass with the defaults, declaration on a node, and validation.
+
+`config/synseg.yaml` restates these defaults for users; the dataclass is the source of truth in code, and the
+inference defaults come from `synseg_core.config.InferenceConfig`. Every value is checked at configure time and
+on `ros2 param set`; a problem is reported as "parameter 'x' is <value>; <what is allowed>".
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from synseg_core.config import InferenceConfig, replace_inference
+from synseg_core.inference import MAX_IMAGE_PIXELS
+from synseg_core.query import QueryLimits
+from synseg_core.segmenter import MAX_CATEGORY_LENGTH
+from synseg_ros.outputs import MAX_CATEGORIES
+
+_INFERENCE = InferenceConfig()
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+RELIABILITIES = ("best_effort", "reliable")
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
+_TOPIC = re.compile(r"^[~/]?[A-Za-z_][A-Za-z0-9_/]*$")
+
+
+class ParameterError(ValueError):
+    """One or more parameters are invalid; the message names each and what is allowed."""
+
+
+@dataclass
+class NodeParameters:
+    """All parameters of the segmentation node (names as in config/synseg.yaml)."""
+
+    # Model and runtime. `checkpoint`: a checkpoint folder or .safetensors file, a model-config .json, or a
+    # bundled model-config name such as "tiny-test" (random weights, for tests).
+    checkpoint: str = "tiny-test"
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    # Inference (synseg_core.config.InferenceConfig); window 0 = resize the whole image to short_side squared.
+    short_side: int = _INFERENCE.short_side
+    window: int = _INFERENCE.window or 0
+    stride: int = _INFERENCE.stride
+    templates: str = _INFERENCE.templates
+    mask_threshold: float = _INFERENCE.mask_threshold
+    background_threshold: float = _INFERENCE.background_threshold
+    background: bool = _INFERENCE.background
+    # The query: default categories (comma/semicolon/newline separated, "" = wait for a query) and its limits.
+    categories: str = "person, chair, table, floor, wall"
+    max_categories: int = _INFERENCE.max_categories
+    max_category_length: int = 64
+    query_topic: str = "/synseg/query"
+    # Input.
+    image_reliability: str = "best_effort"
+    image_depth: int = 1
+    compressed_input: bool = False
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_rate_hz: float = 0.0  # 0 = as fast as inference allows
+    # Outputs (each is also only computed while someone subscribes).
+    publish_labels: bool = True
+    publish_masks: bool = True
+    publish_confidence: bool = True
+    publish_overlay: bool = True
+    overlay_alpha: float = 0.5
+    output_depth: int = 2
+    # Start-up, diagnostics and logging.
+    warmup: bool = True
+    warmup_size: list[int] = field(default_factory=lambda: [480, 640])  # [height, width] of the warm-up image
+    diagnostics_period_s: float = 1.0
+    stale_image_timeout_s: float = 5.0
+    log_throttle_s: float = 5.0
+    autostart: bool = True
+
+    def query_limits(self) -> QueryLimits:
+        return QueryLimits(max_categories=self.max_categories, max_length=self.max_category_length)
+
+    def inference_config(self, base: InferenceConfig) -> InferenceConfig:
+        """`base` (the model's inference config) with this node's inference settings applied."""
+        return replace_inference(base, short_side=self.short_side, window=self.window or None, stride=self.stride,
+                                 templates=self.templates, mask_threshold=self.mask_threshold,
+                                 background_threshold=self.background_threshold, background=self.background,
+                                 max_categories=self.max_categories)
+
+
+DESCRIPTIONS = {
+    "checkpoint": "checkpoint folder, .safetensors file, model-config .json, or bundled model-config name",
+    "backend": f"image-path backend: one of {', '.join(BACKENDS)} (auto: TensorRT, then ONNX Runtime, then torch)",
+    "device": "cpu, cuda or cuda:N",
+    "precision": f"one of {', '.join(PRECISIONS)}",
+    "short_side": "resize images so the short side has this many pixels",
+    "window": "sliding-window size in pixels; 0 = resize the whole image to short_side x short_side",
+    "stride": "sliding-window stride in pixels",
+    "templates": "prompt-template set name (synseg_core/resources/templates.json)",
+    "mask_threshold": "probability above which a pixel is in a category's mask (0..1)",
+    "background_threshold": "pixels whose best probability is at most this are background (0..1)",
+    "background": "true: label 0 = background; false: every pixel gets its best category",
+    "categories": "default query: categories separated by commas, semicolons or newlines ('' = wait for a query)",
+    "max_categories": f"most categories one query may hold (1..{MAX_CATEGORIES})",
+    "max_category_length": f"most characters per category (1..{MAX_CATEGORY_LENGTH})",
+    "query_topic": "std_msgs/String topic carrying queries (reliable, transient local)",
+    "image_reliability": f"image subscription reliability: one of {', '.join(RELIABILITIES)}",
+    "image_depth": "image subscription queue depth (>= 1)",
+    "compressed_input": "also subscribe to image/compressed (sensor_msgs/CompressedImage)",
+    "max_image_pixels": "images with more pixels are rejected",
+    "max_rate_hz": "most frames processed per second (0 = no limit)",
+    "publish_labels": "publish ~/labels (mono8/mono16)",
+    "publish_masks": "publish ~/masks (8UC<K>, channel c = category c + 1)",
+    "publish_confidence": "publish ~/confidence (32FC1)",
+    "publish_overlay": "publish ~/overlay (bgr8)",
+    "overlay_alpha": "weight of the category colour in the overlay (0..1)",
+    "output_depth": "queue depth of the output publishers (>= 1)",
+    "warmup": "run one inference at configure before reporting ready",
+    "warmup_size": "[height, width] of the warm-up image",
+    "diagnostics_period_s": "seconds between /diagnostics messages",
+    "stale_image_timeout_s": "warn in diagnostics when no image arrived for this long",
+    "log_throttle_s": "repeated errors of one kind are logged at most once per this many seconds",
+    "autostart": "configure and activate on start-up (synseg_node only)",
+}
+# Parameters that take effect immediately on `ros2 param set`; the others apply at the next configure.
+LIVE_PARAMETERS = frozenset({"categories", "mask_threshold", "background_threshold", "background", "max_rate_hz",
+                             "overlay_alpha", "publish_labels", "publish_masks", "publish_confidence",
+                             "publish_overlay", "log_throttle_s"})
+
+
+PARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(NodeParameters))
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every parameter with its default and description.
+
+    Dynamic typing lets `max_rate_hz: 5` (an int) stand for a float; `parameters_from_values` checks types.
+    """
+    defaults = NodeParameters()
+    for name in list(PARAMETER_NAMES):
+        node.declare_parameter(name, getattr(defaults, name),
+                               ParameterDescriptor(description=DESCRIPTIONS[name], dynamic_typing=True))
+
+
+def read_parameters(node: Node) -> NodeParameters:
+    """The node's current parameter values, validated (raises ParameterError)."""
+    return parameters_from_values({name: node.get_parameter(name).value for name in list(PARAMETER_NAMES)})
+
+
+def parameters_from_values(values: dict[str, Any]) -> NodeParameters:
+    """Build and validate NodeParameters from plain values; every problem is listed in one ParameterError."""
+    problems, kwargs = [], {}
+    unknown = sorted(set(values) - set(list(PARAMETER_NAMES)))
+    if unknown:
+        problems.append(f"unknown parameter(s) {unknown}; valid: {list(PARAMETER_NAMES)}")
+    defaults = NodeParameters()
+    for name in list(PARAMETER_NAMES):
+        value = values.get(name, getattr(defaults, name))
+        kwargs[name], problem = _coerce(name, value, getattr(defaults, name))
+        if problem:
+            problems.append(problem)
+    if not problems:
+        problems = list(_check_values(NodeParameters(**kwargs)))
+    if problems:
+        raise ParameterError("invalid parameter(s): " + "; ".join(problems))
+    return NodeParameters(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> tuple[Any, str | None]:
+    """Check a value against its default's type (ints pass as floats); returns (value, problem or None)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        value = list(value) if isinstance(value, (list, tuple)) else value
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    else:
+        ok = isinstance(value, str)
+    if ok:
+        return value, None
+    return value, f"parameter '{name}' is {value!r} ({type(value).__name__}); it must be a {type(default).__name__}"
+
+
+def _check_values(p: NodeParameters) -> Iterable[str]:
+    """Yield one message per invalid value."""
+    def bad(name: str, allowed: str) -> str:
+        return f"parameter '{name}' is {getattr(p, name)!r}; {allowed}"
+
+    if not p.checkpoint.strip():
+        yield bad("checkpoint", "give a checkpoint folder/file, a model-config .json or a bundled config name")
+    for name, choices in (("backend", BACKENDS), ("precision", PRECISIONS), ("image_reliability", RELIABILITIES)):
+        if getattr(p, name) not in choices:
+            yield bad(name, f"allowed: {', '.join(choices)}")
+    if not _DEVICE.match(p.device):
+        yield bad("device", "allowed: cpu, cuda or cuda:N")
+    for name in ("short_side", "stride", "image_depth", "max_image_pixels", "output_depth"):
+        if getattr(p, name) < 1:
+            yield bad(name, "it must be >= 1")
+    if p.window < 0:
+        yield bad("window", "it must be >= 0 (0 = whole image)")
+    elif p.window and p.stride > p.window:
+        yield bad("stride", f"it must be at most window ({p.window}) so the windows cover the image")
+    if not p.templates.strip():
+        yield bad("templates", "give a prompt-template set name such as 'single'")
+    for name in ("mask_threshold", "background_threshold", "overlay_alpha"):
+        if not 0.0 <= getattr(p, name) <= 1.0:
+            yield bad(name, "it must be within [0, 1]")
+    if not 1 <= p.max_categories <= MAX_CATEGORIES:
+        yield bad("max_categories", f"it must be within [1, {MAX_CATEGORIES}] (one mask channel per category)")
+    if not 1 <= p.max_category_length <= MAX_CATEGORY_LENGTH:
+        yield bad("max_category_length", f"it must be within [1, {MAX_CATEGORY_LENGTH}]")
+    if not _TOPIC.match(p.query_topic) or "//" in p.query_topic or p.query_topic.endswith("/"):
+        yield bad("query_topic", "give a valid ROS topic name such as '/synseg/query'")
+    for name in ("max_rate_hz", "log_throttle_s"):
+        if getattr(p, name) < 0:
+            yield bad(name, "it must be >= 0")
+    for name in ("diagnostics_period_s", "stale_image_timeout_s"):
+        if getattr(p, name) <= 0:
+            yield bad(name, "it must be > 0")
+    if len(p.warmup_size) != 2 or min(p.warmup_size) < 1:
+        yield bad("warmup_size", "give [height, width], both >= 1")

@@ -1,0 +1,162 @@
+"""Helpers for the ROS tests: waiting, collecting messages, a spinning harness, a fast tiny-model node, test
+images and diagnostics parsing."""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from synseg_ros.node import SynSegNode
+
+_helper_ids = itertools.count()
+WAIT_S = 60.0  # generous: the machine is shared and a slow wait only costs time when something is broken
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S, what: str = "condition") -> object:
+    """Poll `predicate` until it returns something truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Collector:
+    """Subscription callback that keeps every message (thread-safe)."""
+
+    def __init__(self):
+        self.messages = []
+        self._lock = threading.Lock()
+
+    def __call__(self, msg):
+        with self._lock:
+            self.messages.append(msg)
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, predicate=lambda msg: True, what="a message", timeout: float = WAIT_S):
+        """The first collected message satisfying `predicate`."""
+        return wait_until(lambda: next((m for m in self.snapshot() if predicate(m)), None), timeout, what)
+
+
+class RosHarness:
+    """A helper node on a spinning executor, plus factories for test-local topics and nodes."""
+
+    def __init__(self, context: Context):
+        self.context = context
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.helper = Node(f"test_helper_{next(_helper_ids)}", context=context)
+        self.executor.add_node(self.helper)
+        self._nodes = [self.helper]
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def add_node(self, node: Node) -> Node:
+        self.executor.add_node(node)
+        self._nodes.append(node)
+        return node
+
+    def subscribe(self, msg_type, topic: str, qos: QoSProfile = RELIABLE) -> Collector:
+        collector = Collector()
+        self.helper.create_subscription(msg_type, topic, collector, qos)
+        return collector
+
+    def publisher(self, msg_type, topic: str, qos: QoSProfile = RELIABLE):
+        return self.helper.create_publisher(msg_type, topic, qos)
+
+    def close(self) -> None:
+        for node in reversed(self._nodes):
+            release = getattr(node, "release", None)
+            if release is not None:
+                release()
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown(timeout_sec=5)
+        self._thread.join(timeout=5)
+
+
+# The tiny random-weight model at its native 64-pixel input: a frame takes milliseconds.
+FAST = dict(checkpoint="tiny-test", short_side=64, window=64, stride=32, image_reliability="reliable",
+            image_depth=5, warmup_size=[48, 64], diagnostics_period_s=0.2, log_throttle_s=60.0)
+
+
+def make_node(ros: RosHarness, namespace: str, **overrides) -> SynSegNode:
+    """A SynSegNode in `namespace` whose query topic is `<namespace>/query` (added to the spinning executor)."""
+    params = {**FAST, "query_topic": f"{namespace}/query", **overrides}
+    node = SynSegNode(namespace=namespace, context=ros.context,
+                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    return ros.add_node(node)
+
+
+def start(node: SynSegNode) -> None:
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+
+def header(index: int, frame_id: str = "camera") -> Header:
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = 1000 + index, 1000 * index + 7
+    return h
+
+
+def stamp_of(msg_or_header) -> tuple[int, int]:
+    """(sec, nanosec) of a message's header, or of a header."""
+    hdr = getattr(msg_or_header, "header", msg_or_header)
+    return hdr.stamp.sec, hdr.stamp.nanosec
+
+
+def image_message(array: np.ndarray, encoding: str, hdr: Header, pad: int = 0, big_endian: bool = False) -> Image:
+    """An Image of `array` with `pad` junk bytes per row and the requested byte order."""
+    dtype = array.dtype.newbyteorder(">" if big_endian else "<")
+    rows = np.ascontiguousarray(array.astype(dtype)).reshape(array.shape[0], -1).view(np.uint8)
+    data = np.concatenate([rows, np.full((rows.shape[0], pad), 0xCD, np.uint8)], axis=1)
+    return Image(header=hdr, height=array.shape[0], width=array.shape[1], encoding=encoding,
+                 is_bigendian=big_endian, step=data.shape[1], data=data.tobytes())
+
+
+def wait_subscribed(publisher, what: str) -> None:
+    wait_until(lambda: publisher.get_subscription_count() > 0, what=f"a subscriber on {what}")
+
+
+def status_values(array: DiagnosticArray, node: SynSegNode) -> dict | None:
+    """The node's diagnostic values (plus 'level' and 'message') from one DiagnosticArray, if present."""
+    for status in array.status:
+        if status.name.startswith(node.get_fully_qualified_name() + ":"):
+            values = {kv.key: kv.value for kv in status.values}
+            values.update(level=status.level, message=status.message)
+            return values
+    return None
+
+
+def wait_diagnostics(collector, node: SynSegNode, predicate, what: str) -> dict:
+    """The first diagnostics of `node` (newest first among those received so far) satisfying `predicate`."""
+    def check():
+        for array in reversed(collector.snapshot()):
+            values = status_values(array, node)
+            if values is not None and predicate(values):
+                return values
+        return None
+    return wait_until(check, what=what)
+
+
+def counter(values: dict, name: str) -> int:
+    return int(values.get(name, 0))

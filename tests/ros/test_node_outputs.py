@@ -1,0 +1,168 @@
+"""The node's outputs over DDS: headers verbatim, input resolution, documented encodings, consistent contents,
+compressed input, and the lazy overlay."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from synseg_ros.image_conversion import image_to_array, to_rgb8
+from synseg_ros.outputs import MASK_ON
+from synseg_test_utils import (LATCHED, counter, header, image_message, make_node, stamp_of, start,
+                               wait_diagnostics, wait_subscribed, wait_until)
+
+pytestmark = pytest.mark.ros
+CATEGORIES = ["cat", "dog", "tree"]
+RNG = np.random.default_rng(3)
+OUTPUT_ENCODINGS = {"labels": "mono8", "masks": "8UC3", "confidence": "32FC1", "overlay": "bgr8"}
+
+
+def random_image(encoding, height, width):
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 1, "16UC1": 1}[encoding]
+    dtype = np.uint16 if encoding in ("mono16", "16UC1") else np.uint8
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return RNG.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True, dtype=dtype)
+
+
+def calibrate_thresholds(node):
+    """Put both thresholds at the median of this random-weight model's outputs, so labels and masks are mixed
+    (a random tiny model's probabilities all sit near 0.5). Also exercises live parameter changes."""
+    probe = node.segmenter.segment(random_image("rgb8", 40, 40), CATEGORIES)
+    result = node.set_parameters([Parameter("mask_threshold", value=float(np.median(probe.probabilities))),
+                                  Parameter("background_threshold", value=float(np.median(probe.confidence)))])
+    assert all(r.successful for r in result)
+
+
+def subscribe_outputs(ros, node, ns):
+    collectors = {name: ros.subscribe(Image, f"{ns}/synseg/{name}") for name in OUTPUT_ENCODINGS}
+    for name in OUTPUT_ENCODINGS:
+        wait_until(lambda n=name: node.cameras[0].subscription_count(n) > 0, what=f"the node to see ~/{name}")
+    return collectors
+
+
+def outputs_for(collectors, hdr):
+    return {name: c.wait_for(lambda m: stamp_of(m) == stamp_of(hdr), f"{name} for stamp {stamp_of(hdr)}")
+            for name, c in collectors.items()}
+
+
+def check_outputs(node, outputs, hdr, rgb):
+    height, width = rgb.shape[:2]
+    for name, msg in outputs.items():
+        assert msg.header.frame_id == hdr.frame_id, name
+        assert (msg.height, msg.width) == (height, width), name
+        assert msg.encoding == OUTPUT_ENCODINGS[name], name
+    labels = image_to_array(outputs["labels"]).astype(np.int32)
+    masks = image_to_array(outputs["masks"])
+    confidence = image_to_array(outputs["confidence"])
+    # The node's answer is exactly the in-process Segmenter's on the same RGB frame.
+    expected = node.segmenter.segment(rgb, CATEGORIES)
+    np.testing.assert_array_equal(labels, expected.labels)
+    np.testing.assert_array_equal(masks, np.where(expected.masks.transpose(1, 2, 0), MASK_ON, 0))
+    np.testing.assert_allclose(confidence, expected.confidence, rtol=0, atol=1e-6)
+    # And the three outputs agree with each other: confidence is the winner's probability, so a winner above
+    # the mask threshold is inside its own mask, and background pixels are at most the background threshold.
+    inference = node.segmenter.inference
+    won = labels > 0
+    winner_mask = np.take_along_axis(masks, np.maximum(labels - 1, 0)[:, :, None], axis=2)[:, :, 0]
+    strong = won & (confidence > inference.mask_threshold)
+    assert (winner_mask[strong] == MASK_ON).all()
+    assert (confidence[~won] <= inference.background_threshold).all()
+    overlay = image_to_array(outputs["overlay"])
+    np.testing.assert_array_equal(overlay[~won], rgb[~won][:, ::-1])
+    return len(np.unique(labels)) > 1 and 0 < (masks == MASK_ON).mean() < 1
+
+
+CASES = [  # encoding, height, width, row padding bytes, big endian
+    ("rgb8", 48, 64, 0, False),
+    ("bgr8", 37, 53, 5, False),
+    ("rgba8", 64, 48, 0, False),
+    ("bgra8", 30, 40, 8, False),
+    ("mono8", 33, 47, 1, False),
+    ("mono16", 40, 40, 0, True),
+    ("16UC1", 24, 80, 6, False),
+]
+
+
+def test_outputs_keep_header_and_size_in_every_encoding(ros, unique_ns):
+    node = make_node(ros, unique_ns, categories=", ".join(CATEGORIES))
+    start(node)
+    collectors = subscribe_outputs(ros, node, unique_ns)
+    image_pub = ros.publisher(Image, f"{unique_ns}/image")
+    wait_subscribed(image_pub, "image")
+    calibrate_thresholds(node)
+    mixed = []
+    for index, (encoding, height, width, pad, big_endian) in enumerate(CASES):
+        array = random_image(encoding, height, width)
+        hdr = header(index, frame_id=f"cam_{encoding}")
+        image_pub.publish(image_message(array, encoding, hdr, pad=pad, big_endian=big_endian))
+        outputs = outputs_for(collectors, hdr)  # one frame at a time, so none is dropped
+        mixed.append(check_outputs(node, outputs, hdr, to_rgb8(array, encoding)))
+    assert sum(mixed) >= len(CASES) // 2, "labels/masks were trivial; the comparison would prove little"
+
+
+def test_compressed_input_is_decoded_and_answered(ros, unique_ns):
+    node = make_node(ros, unique_ns, categories=", ".join(CATEGORIES), compressed_input=True)
+    start(node)
+    collectors = subscribe_outputs(ros, node, unique_ns)
+    pub = ros.publisher(CompressedImage, f"{unique_ns}/image/compressed")
+    wait_subscribed(pub, "image/compressed")
+    calibrate_thresholds(node)
+    rgb = random_image("rgb8", 36, 52)
+    ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
+    assert ok
+    hdr = header(5, frame_id="compressed_cam")
+    pub.publish(CompressedImage(header=hdr, format="png", data=png.tobytes()))
+    check_outputs(node, outputs_for(collectors, hdr), hdr, rgb)
+
+
+def test_overlay_is_computed_only_while_someone_subscribes(ros, unique_ns):
+    node = make_node(ros, unique_ns, categories=", ".join(CATEGORIES))
+    start(node)
+    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
+    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
+    image_pub = ros.publisher(Image, f"{unique_ns}/image")
+    wait_subscribed(image_pub, "image")
+    rgb = random_image("rgb8", 32, 32)
+    for index in range(3):
+        image_pub.publish(image_message(rgb, "rgb8", header(index)))
+        labels.wait_for(lambda m, i=index: stamp_of(m) == stamp_of(header(i)), f"labels of frame {index}")
+    values = wait_diagnostics(diagnostics, node, lambda v: counter(v, "computed_labels") == 3,
+                              "diagnostics counting 3 label maps")
+    assert counter(values, "computed_overlay") == 0
+    assert counter(values, "computed_masks") == 0 and counter(values, "computed_confidence") == 0
+
+    overlay = ros.subscribe(Image, f"{unique_ns}/synseg/overlay")
+    wait_until(lambda: node.cameras[0].subscription_count("overlay") > 0, what="the node to see ~/overlay")
+    image_pub.publish(image_message(rgb, "rgb8", header(3)))
+    assert overlay.wait_for(lambda m: stamp_of(m) == stamp_of(header(3))).encoding == "bgr8"
+    wait_diagnostics(diagnostics, node, lambda v: counter(v, "computed_overlay") == 1, "one overlay computed")
+
+
+def test_diagnostics_report_backend_latency_and_stale_input(ros, unique_ns):
+    node = make_node(ros, unique_ns, categories="cat, dog", stale_image_timeout_s=0.5)
+    start(node)
+    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    info = ros.subscribe(String, f"{unique_ns}/synseg/label_info", LATCHED)
+    assert [c["name"] for c in json.loads(info.wait_for().data)["categories"]] == ["cat", "dog"]
+    values = wait_diagnostics(diagnostics, node, lambda v: "no image received yet" in v["message"],
+                              "a warning that no image arrived")
+    assert values["backend"] == "torch" and values["precision"] == "fp32" and values["device"] == "cpu"
+    assert values["categories"] == "2" and values["seconds_since_image"] == "never"
+
+    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
+    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
+    image_pub = ros.publisher(Image, f"{unique_ns}/image")
+    wait_subscribed(image_pub, "image")
+    image_pub.publish(image_message(random_image("rgb8", 32, 40), "rgb8", header(0)))
+    labels.wait_for()
+    values = wait_diagnostics(diagnostics, node, lambda v: counter(v, "frames_processed") == 1, "one frame")
+    for stage in ("convert", "inference", "build", "publish", "total"):
+        assert float(values[f"latency_{stage}_ms"]) >= 0.0
+    assert counter(values, "frames_received") == 1 and counter(values, "frames_dropped") == 0
+    wait_diagnostics(diagnostics, node, lambda v: "no image for" in v["message"] and v["level"] == b"\x01",
+                     "a stale-input warning")
