@@ -4,8 +4,9 @@ import logging
 import pytest
 
 from synseg_core.backends.tensorrt import TensorRTError, create_tensorrt_backend, resolve_precision
-from tensorrt_helpers import FAKE_GPU, install_fake, ort_reference, small_config, tiny_onnx, tiny_onnx_fp16  # noqa: F401
 from fake_tensorrt import calls_named
+from tensorrt_helpers import (FAKE_GPU, install_fake, ort_reference, small_config, tiny_onnx,  # noqa: F401
+                              tiny_onnx_fp16)
 
 
 @pytest.mark.parametrize("major", [10, 11, 12])

@@ -144,10 +144,10 @@ def engine_request(requested: str, onnx_path: str | Path, config: TensorRTConfig
 
 def _verify(runner: TrtRunner, *, plan: PrecisionPlan, reference: ReferenceFactory, config: TensorRTConfig) -> dict:
     backend = TensorRTBackend(runner, plan.resolved)
-    tolerance = config.verify_max_abs_fp16 if plan.resolved == "fp16" else config.verify_max_abs_fp32
+    mean_abs, max_abs = config.tolerances(plan.resolved)
     return verify_engine(backend.run, reference(), check_points(backend.batch_range, backend.category_range),
-                         input_size=backend.input_size, embed_dim=backend.embed_dim, max_abs=tolerance,
-                         seed=config.verify_seed)
+                         input_size=backend.input_size, embed_dim=backend.embed_dim, mean_abs=mean_abs,
+                         max_abs=max_abs, seed=config.verify_seed)
 
 
 def tensorrt_backend_factory(onnx_path: str | Path, reference: ReferenceFactory, config: TensorRTConfig, *,

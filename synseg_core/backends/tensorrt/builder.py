@@ -121,8 +121,9 @@ def _add_profile(builder, network, config, profile: tuple[InputProfile, ...]) ->
                 raise EngineBuildError(f"network input {tensor.name!r} has dynamic shape {shape} but the "
                                        "optimisation profile has no entry for it")
             continue
-        fixed_mismatch = [axis for axis, dim in enumerate(shape) if dim >= 0 and not item.min[axis] == item.max[axis] == dim]
-        if len(item.min) != len(shape) or fixed_mismatch:
+        fits = len(item.min) == len(shape) and all(
+            dim < 0 or item.min[axis] == item.max[axis] == dim for axis, dim in enumerate(shape))
+        if not fits:
             raise EngineBuildError(f"profile for {tensor.name!r} (min {item.min}, max {item.max}) does not fit "
                                    f"the network input shape {shape}")
         trt_profile.set_shape(tensor.name, item.min, item.opt, item.max)

@@ -148,8 +148,8 @@ class EngineCache:
 
     def store(self, paths: EnginePaths, plan: bytes, ingredients: Mapping[str, Any], extra: Mapping[str, Any]) -> dict:
         """Write plan and sidecar atomically (plan first, so a sidecar never vouches for a missing plan)."""
-        sidecar = {"schema": CACHE_SCHEMA, "key": paths.key, "plan_file": paths.plan.name, "ingredients": dict(ingredients),
-                   "plan_sha256": hashlib.sha256(plan).hexdigest(), "plan_bytes": len(plan),
+        sidecar = {"schema": CACHE_SCHEMA, "key": paths.key, "plan_file": paths.plan.name,
+                   "ingredients": dict(ingredients), "plan_sha256": hashlib.sha256(plan).hexdigest(), "plan_bytes": len(plan),
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
         atomic_write_bytes(paths.plan, plan)
         atomic_write_json(paths.sidecar, sidecar)

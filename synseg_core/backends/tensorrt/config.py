@@ -32,8 +32,14 @@ class TensorRTConfig:
     timing_cache: bool = True  # persist the layer-timing cache in cache_dir/timing (faster rebuilds)
     force_rebuild: bool = False  # ignore cached engines and remembered failures, build afresh
     lock_timeout_s: float = 3600.0  # wait this long for another process building the same engine
-    verify_max_abs_fp32: float = 5e-3  # largest |p_trt - p_ref| a fresh fp32 engine may show
-    verify_max_abs_fp16: float = 5e-2  # same for fp16 engines
+    # A fresh engine must match the reference on random inputs: mean |p_trt - p_ref| catches systematic errors
+    # (miscompiled fusions, fp16 overflow), max |.| catches local blow-ups. The max is taken over millions of
+    # probabilities (B x K x S x S), and TF32 / fp16 matmuls round, hence the loose max bounds. Defaults are not
+    # yet measured on a GPU.
+    verify_mean_abs_fp32: float = 1e-3
+    verify_max_abs_fp32: float = 5e-2
+    verify_mean_abs_fp16: float = 1e-2
+    verify_max_abs_fp16: float = 2e-1
     verify_seed: int = 0  # seed of the random verification inputs
     show_progress: bool = True  # tqdm bars for the build phases (log lines are written regardless)
 
@@ -50,7 +56,8 @@ class TensorRTConfig:
                               f"0..{MAX_OPTIMIZATION_LEVEL}")
         if self.workspace_mb is not None and self.workspace_mb <= 0:
             raise ConfigError(f"tensorrt.workspace_mb={self.workspace_mb} must be a positive number of MiB or None")
-        for name in ("lock_timeout_s", "verify_max_abs_fp32", "verify_max_abs_fp16"):
+        for name in ("lock_timeout_s", "verify_mean_abs_fp32", "verify_max_abs_fp32", "verify_mean_abs_fp16",
+                     "verify_max_abs_fp16"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"tensorrt.{name}={getattr(self, name)} must be positive")
 
@@ -61,3 +68,9 @@ class TensorRTConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def tolerances(self, precision: str) -> tuple[float, float]:
+        """(mean, max) allowed |p_engine - p_reference| for an engine of `precision`."""
+        if precision == "fp16":
+            return self.verify_mean_abs_fp16, self.verify_max_abs_fp16
+        return self.verify_mean_abs_fp32, self.verify_max_abs_fp32

@@ -6,6 +6,7 @@ negative cache) so the next start does not repeat it; an engine that fails verif
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -78,6 +79,13 @@ def obtain_engine(trt: ModuleType, request: EngineRequest, cache: EngineCache, d
         OnnxParseError, EngineBuildError, EngineLoadError, EngineVerificationError: this attempt failed.
         TensorRTError: the lock could not be taken in time.
     """
+    # TensorRT builds for and loads onto the current CUDA device.
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        return _obtain(trt, request, cache, device, verifier, options)
+
+
+def _obtain(trt: ModuleType, request: EngineRequest, cache: EngineCache, device: torch.device,
+            verifier: Callable[[TrtRunner], dict], options: ObtainOptions) -> LoadedEngine:
     ingredients = request.ingredients()
     paths = cache.paths(request.plan.onnx_path.stem, engine_key(ingredients))
     if not options.force_rebuild:
