@@ -63,6 +63,7 @@ class ClipPretrainConfig:
     threads: int = 1  # torch CPU threads used by the CLI
     checkpoint_every: int = 100
     log_every: int = 10
+    eval_every: int = 100  # zero-shot accuracy during training, logged with the loss (0 = only at the end)
     # Evaluation on freshly generated scenes (seed distinct from any training split's).
     eval_seed: int = 1_000_003
     zero_shot_images: int = 300  # single-object images per domain
@@ -77,6 +78,8 @@ class ClipPretrainConfig:
         if self.vision_width % self.vision_head_width or self.text_width % self.text_heads:
             raise ConfigError(f"vision_width {self.vision_width} must be a multiple of vision_head_width "
                               f"{self.vision_head_width}, text_width {self.text_width} of text_heads {self.text_heads}")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be 0 (off) or positive, got {self.eval_every}")
         for name in ("batch_size", "steps", "checkpoint_every", "log_every", "eval_batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -118,7 +121,8 @@ def normalise_images(images: np.ndarray, mean: tuple[float, ...], std: tuple[flo
     return (x - m) / s
 
 
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
+                            metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file through a temporary name and rename, so a crash never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
@@ -162,6 +166,6 @@ def load_exported_clip(folder: str | Path) -> tuple[open_clip.CLIP, open_clip.to
 FAST_OVERRIDES: dict[str, Any] = {
     "image_size": 32, "embed_dim": 16, "vision_width": 32, "vision_layers": 2, "vision_head_width": 16,
     "text_width": 16, "text_layers": 1, "text_heads": 2, "context_length": 16, "batch_size": 16, "steps": 30,
-    "warmup_steps": 3, "checkpoint_every": 10, "log_every": 1, "zero_shot_images": 24, "retrieval_images": 32,
-    "eval_batch_size": 32,
+    "warmup_steps": 3, "checkpoint_every": 10, "log_every": 1, "eval_every": 0, "zero_shot_images": 24,
+    "retrieval_images": 32, "eval_batch_size": 32,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from synseg_core.config import ConfigError, from_dict
 
-from .clip_eval import evaluate_clip
+from .clip_eval import evaluate_clip, zero_shot
 from .clip_model import (ClipPretrainConfig, atomic_save_safetensors, build_clip, clip_model_config, export_clip,
                          load_exported_clip, normalise_images)
 from .domains import DomainConfig
@@ -32,12 +33,14 @@ from .writers import INFO_FILE, read_manifest
 CHECKPOINT_FILE = "checkpoint.safetensors"
 LOG_FILE = "train_log.jsonl"
 METRICS_FILE = "metrics.json"
+PROGRESS_INTERVAL_S = 10.0  # tqdm refresh: the bar also goes to log files of long runs
 _META_KEY = "synseg_clip_pretrain"
 # Data-order streams: numpy seeds are (seed, stream, counter) so order and flips never share random numbers.
 _ORDER_STREAM, _FLIP_STREAM = 0, 1
 # Settings that do not change what is trained, so a run may resume with other values for them.
-RESUME_FREE_SETTINGS = frozenset({"threads", "checkpoint_every", "log_every", "eval_seed", "zero_shot_images",
-                                  "retrieval_images", "eval_batch_size", "zero_shot_templates", "save_dtype"})
+RESUME_FREE_SETTINGS = frozenset({"threads", "checkpoint_every", "log_every", "eval_every", "eval_seed",
+                                  "zero_shot_images", "retrieval_images", "eval_batch_size", "zero_shot_templates",
+                                  "save_dtype"})
 
 
 class CaptionBatches:
@@ -153,14 +156,22 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
 
 
 def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_dir: str | Path,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
     """Pretrain (or resume), export the CLIP and evaluate it.
 
     The metrics are measured on the exported file (weights as stored, e.g. float16), so they describe exactly
     what later stages load. Evaluation scenes come from the domains recorded in the caption splits.
 
+    Args:
+        cfg: settings.
+        train_dirs: caption split folders.
+        out_dir: run folder; a checkpoint there is resumed.
+        progress: show a tqdm bar.
+        stop_at: checkpoint and return after this step, without exporting (time-sliced runs); None = run to
+            ``cfg.steps``.
+
     Returns:
-        ``{"history": [...], "metrics": {...}}``; both are also written to ``out_dir``.
+        ``{"history": [...], "metrics": {...} or None when stopped early}``; both are also written to ``out_dir``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,42 +179,85 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
     model_config = clip_model_config(cfg)
     model, tokenizer = build_clip(model_config)
     data = CaptionBatches(train_dirs, cfg, tokenizer)
+    domains = split_domains(train_dirs)
     optimizer = make_optimizer(model, cfg)
-    step, history = 0, []
+    start, history = 0, []
     if (out / CHECKPOINT_FILE).is_file():
-        step, history = load_training_state(out / CHECKPOINT_FILE, model, optimizer, cfg)
+        start, history = load_training_state(out / CHECKPOINT_FILE, model, optimizer, cfg)
     _rewrite_log(out / LOG_FILE, history)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    clock = _Clock(history[-1]["elapsed_s"] if history else 0.0)
     loss_fn = ClipLoss()
     model.train()
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc="stage-1 CLIP", disable=not progress,
-               mininterval=10.0)
+    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc="stage-1 CLIP", disable=not progress,
+               mininterval=PROGRESS_INTERVAL_S)
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        images, tokens = data.batch(step)
-        image_features, text_features, logit_scale = model(images, tokens)
-        loss = loss_fn(image_features, text_features, logit_scale)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(cfg.max_logit_scale))
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            entry = {"step": step + 1, "loss": float(loss.detach()), "lr": learning_rate(cfg, step),
-                     "logit_scale": float(logit_scale.detach())}
+        loss, logit_scale = _train_step(model, optimizer, loss_fn, data.batch(step), learning_rate(cfg, step), cfg)
+        done = step + 1
+        evaluate = cfg.eval_every > 0 and done % cfg.eval_every == 0
+        if evaluate or done % cfg.log_every == 0 or done == cfg.steps:
+            entry: dict[str, Any] = {"step": done, "loss": loss, "lr": learning_rate(cfg, step),
+                                     "logit_scale": logit_scale, "elapsed_s": clock.elapsed()}
+            if evaluate:
+                entry["zero_shot"] = _progress_zero_shot(model, tokenizer, cfg, domains)
             history.append(entry)
             with open(out / LOG_FILE, "a") as log:
                 log.write(json.dumps(entry) + "\n")
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", refresh=False)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            save_training_state(out / CHECKPOINT_FILE, model, optimizer, step + 1, cfg, history)
-    export_clip(model, model_config, out, cfg.save_dtype)
-    exported, exported_tokenizer = load_exported_clip(out)
-    metrics = evaluate_clip(exported, exported_tokenizer, cfg, split_domains(train_dirs))
-    metrics.update({"steps": cfg.steps, "train_images": len(data), "save_dtype": cfg.save_dtype,
-                    "parameters": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict()})
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if done % cfg.checkpoint_every == 0 or done == end:
+            save_training_state(out / CHECKPOINT_FILE, model, optimizer, done, cfg, history)
+    if end < cfg.steps:
+        return {"history": history, "metrics": None}
+    metrics = _export_and_evaluate(model, model_config, cfg, out, domains)
+    metrics["train_images"] = len(data)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
     return {"history": history, "metrics": metrics}
+
+
+class _Clock:
+    """Training wall time, continued across resumed runs."""
+
+    def __init__(self, already: float) -> None:
+        self.already, self.start = already, time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.already + time.monotonic() - self.start
+
+
+def _train_step(model: open_clip.CLIP, optimizer: torch.optim.Optimizer, loss_fn: ClipLoss,
+                batch: tuple[torch.Tensor, torch.Tensor], lr: float, cfg: ClipPretrainConfig) -> tuple[float, float]:
+    """One AdamW step on one batch; returns (loss, logit scale)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    images, tokens = batch
+    image_features, text_features, logit_scale = model(images, tokens)
+    loss = loss_fn(image_features, text_features, logit_scale)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(cfg.max_logit_scale))
+    return float(loss.detach()), float(logit_scale.detach())
+
+
+def _export_and_evaluate(model: open_clip.CLIP, model_config: dict[str, Any], cfg: ClipPretrainConfig, out: Path,
+                         domains: Sequence[DomainConfig]) -> dict[str, Any]:
+    """Export the CLIP, reload the exported files and measure them."""
+    export_clip(model, model_config, out, cfg.save_dtype)
+    exported, exported_tokenizer = load_exported_clip(out)
+    metrics = evaluate_clip(exported, exported_tokenizer, cfg, domains)
+    metrics.update({"steps": cfg.steps, "save_dtype": cfg.save_dtype,
+                    "parameters": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict()})
+    return metrics
+
+
+def _progress_zero_shot(model: open_clip.CLIP, tokenizer: open_clip.tokenizer.SimpleTokenizer,
+                        cfg: ClipPretrainConfig, domains: Sequence[DomainConfig]) -> dict[str, dict[str, float]]:
+    """Zero-shot accuracies with the first template, per domain, on the weights being trained."""
+    model.eval()
+    result = {d.name: zero_shot(model, tokenizer, cfg, d)[cfg.zero_shot_templates[0]] for d in domains}
+    model.train()
+    return result
 
 
 def _rewrite_log(path: Path, history: list[dict[str, float]]) -> None:

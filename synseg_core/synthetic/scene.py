@@ -152,7 +152,8 @@ def _pick_things(domain: DomainConfig, rng: np.random.Generator) -> list[str]:
     things = [vocabulary[int(rng.integers(len(vocabulary)))]]
     for _ in range(count - 1):
         repeat = rng.random() < domain.repeat_probability and max(Counter(things).values()) < max(NUMBER_WORDS)
-        things.append(things[int(rng.integers(len(things)))] if repeat else vocabulary[int(rng.integers(len(vocabulary)))])
+        pool = things if repeat else vocabulary
+        things.append(pool[int(rng.integers(len(pool)))])
     return things
 
 

@@ -24,6 +24,7 @@ SKY_CLOUD_CELLS, SKY_CLOUD_LEVEL, SKY_CLOUD_GAIN, SKY_CLOUD_MAX = 4, 0.5, 1.5, 0
 SNOW_SHADOW_CELLS, SNOW_SHADOW_AMP = 5, 0.07
 ROAD_BLOB_CELLS, ROAD_BLOB_AMP, ROAD_SPECKLE_AMP = 8, 0.10, 0.15
 WHITE = 250.0
+LAYOUT_WAVES_PER_IMAGE = (0.5, 2.0)  # periods of a region boundary's wave across the image width
 
 
 def smooth_noise(rng: np.random.Generator, size: Size, cells: tuple[int, int]) -> np.ndarray:
@@ -144,6 +145,7 @@ def stuff_layout(rng: np.random.Generator, regions: int, size: Size, boundary: t
         raise ValueError(f"a stuff layout has 1 or 2 regions, got {regions}")
     level = rng.uniform(*boundary) * h
     cols = np.arange(w, dtype=np.float32) / w
-    line = level + wave_amplitude * h * np.sin(2 * math.pi * rng.uniform(0.5, 2.0) * cols + rng.uniform(0, 2 * math.pi))
+    waves = rng.uniform(*LAYOUT_WAVES_PER_IMAGE)
+    line = level + wave_amplitude * h * np.sin(2 * math.pi * waves * cols + rng.uniform(0, 2 * math.pi))
     rows = np.arange(h, dtype=np.float32)[:, None]
     return (rows >= line[None, :]).astype(np.uint8)

@@ -103,7 +103,8 @@ def write_split(out_dir: str | Path, generator: SceneGenerator, count: int, kind
         (out / ANNOTATION_DIR).mkdir(exist_ok=True)
     lines = []
     for index in tqdm(range(count), desc=f"writing {out.name}", disable=not progress, unit="img"):
-        lines.append(_write_scene(out, f"{index:06d}", generator.generate(index), ids if kind == "segmentation" else None))
+        scene = generator.generate(index)
+        lines.append(_write_scene(out, f"{index:06d}", scene, ids if kind == "segmentation" else None))
     if kind == "segmentation":
         _write_text(out / CLASSES_FILE, "".join(f"{c}\n" for c in classes))
     info = {

@@ -42,6 +42,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
                    help="override one setting (after --fast and --config); repeatable")
     p.add_argument("--fast", action="store_true", help="tiny model and few steps (tests, CI smoke runs)")
+    p.add_argument("--stop-at", type=int, help="checkpoint and exit after this step (resume later with the same "
+                   "command without --stop-at)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p.parse_args(argv)
 
@@ -62,8 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = build_config(args)
     torch.set_num_threads(cfg.threads)
-    result = train_clip(cfg, args.train, args.out, progress=not args.no_progress)
+    result = train_clip(cfg, args.train, args.out, progress=not args.no_progress, stop_at=args.stop_at)
     metrics = result["metrics"]
+    if metrics is None:
+        print(f"stopped at step {result['history'][-1]['step'] if result['history'] else 0}; run again to resume")
+        return 0
     template = metrics["primary_template"]
     for domain, per_template in metrics["zero_shot"].items():
         acc = per_template[template]
