@@ -4,6 +4,7 @@ Examples:
     python training/train.py --config training/configs/cc12m_vitb16.yaml data.path=/data/cc12m/{00000..01242}.tar
     python training/train.py --config training/configs/tiny.yaml output_dir=runs/tiny optim.lr=3e-4 --resume
     torchrun --standalone --nproc_per_node 4 training/train.py --config training/configs/cc12m_vitb16.yaml
+    python training/train.py --config training/configs/cc12m_vitb16.yaml --stop-at 5000   # then --resume
 
 Multi-node runs (torchrun rendezvous) are described in synseg_core/training/distributed.py.
 Exit status: 0 done, 1 training stopped (non-finite losses), 2 bad config, data, checkpoint or output folder.
@@ -25,6 +26,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training YAML (see training/configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    p.add_argument("--stop-at", type=int, metavar="STEP",
+                   help="stop after this step with a checkpoint (the schedule still spans schedule.max_steps); "
+                        "continue later with --resume")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted overrides, e.g. optim.lr=3e-4 loader.batch_size=32 model.overrides.loss.area_weight=0.1")
     return p.parse_args(argv)
@@ -37,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_train_config(args.config, args.overrides)
-        summary = run_training(cfg, resume=args.resume)
+        summary = run_training(cfg, resume=args.resume, stop_at=args.stop_at)
     except (ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from ..backbone import list_template_sets
 from ..config import ConfigError, SynSegConfig, from_dict, get_model_config, load_config_file
 from ..data import CaptionDataConfig
 
@@ -30,14 +31,27 @@ class ModelSection:
             `{"backbone": {"pretrained": null}}`; checked like the model config itself.
         init_checkpoint: a synseg checkpoint whose weights initialise the model (must match the architecture).
         clipseg_weights: a Hugging Face CLIPSeg state dict (.safetensors or .bin) for the decoder and FiLM.
-        templates: prompt-template set for the training text embeddings (the paper does not say; one template).
     """
 
     config: str = "vitb16-rd64-refined"
     overrides: dict = field(default_factory=dict)
     init_checkpoint: str | None = None
     clipseg_weights: str | None = None
+
+
+@dataclass
+class TextConfig:
+    """Training text embeddings from the frozen text tower (see `synseg_core.training.text`).
+
+    Attributes:
+        templates: prompt-template set (the paper does not say; proposal: the single "a photo of a {}.").
+        chunk: categories per text-encoder call (fixed, so embeddings do not depend on the batch's other words).
+        cache_size: embeddings kept in memory (more = fewer recomputations of frequent categories).
+    """
+
     templates: str = "single"
+    chunk: int = 64
+    cache_size: int = 16384
 
 
 @dataclass
@@ -157,6 +171,7 @@ class TrainConfig:
     output_dir: str = "runs/synseg"
     seed: int = 0
     model: ModelSection = field(default_factory=ModelSection)
+    text: TextConfig = field(default_factory=TextConfig)
     data: CaptionDataConfig = field(default_factory=CaptionDataConfig)  # no default path: a dataset is required
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -269,15 +284,19 @@ def validate_train_config(cfg: TrainConfig) -> None:
     _require(all(0 <= b < 1 for b in o.betas), f"optim.betas must be in [0, 1), got {list(o.betas)}")
     _require(o.grad_clip_norm is None or o.grad_clip_norm > 0,
              f"optim.grad_clip_norm must be > 0 or null, got {o.grad_clip_norm}")
-    for section, name in (("loader", "batch_size"), ("checkpoint", "every"), ("checkpoint", "keep_last"), ("logging", "every"),
+    for section, name in (("text", "chunk"), ("loader", "batch_size"), ("checkpoint", "every"), ("checkpoint", "keep_last"), ("logging", "every"),
                           ("runtime", "max_consecutive_nonfinite"), ("runtime", "distributed_timeout_s")):
         value = getattr(getattr(cfg, section), name)
         _require(value >= 1, f"{section}.{name} must be >= 1, got {value}")
+    _require(cfg.text.cache_size >= cfg.text.chunk,
+             f"text.cache_size ({cfg.text.cache_size}) must be >= text.chunk ({cfg.text.chunk})")
     _require(cfg.loader.num_workers >= 0, f"loader.num_workers must be >= 0, got {cfg.loader.num_workers}")
     _require(cfg.eval.every >= 0, f"eval.every must be >= 0 (0 = off), got {cfg.eval.every}")
     _require(cfg.absent.per_image >= 1, f"absent.per_image must be >= 1, got {cfg.absent.per_image}")
     _require(cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 1,
              f"runtime.num_threads must be >= 1 or null, got {cfg.runtime.num_threads}")
+    _require(cfg.text.templates in list_template_sets(),
+             f"text.templates: {cfg.text.templates!r} is not one of {list_template_sets()}")
     model_cfg = resolve_model_config(cfg.model)
     _require(cfg.data.augment.image_size == model_cfg.preprocess.train_size,
              f"data.augment.image_size ({cfg.data.augment.image_size}) differs from the model's preprocess.train_size "

@@ -4,9 +4,11 @@ Every check that can fail on user input (config, data, checkpoints, output folde
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -73,18 +75,14 @@ def check_output_dir(output_dir: Path, resume: bool) -> None:
                           "pass --resume to continue that run, or choose another output_dir")
 
 
-def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: EvalHook | None = None) -> TrainSummary:
-    """Train as `cfg` says (single process, or one rank of a torchrun job).
-
-    Args:
-        cfg: a validated training config (`load_train_config`).
-        resume: continue from the newest checkpoint in `cfg.output_dir` (weights, optimiser, scheduler, scaler,
-            RNG and data position).
-        evaluate: evaluation hook called every `eval.every` steps (needed when eval.every > 0).
+@contextlib.contextmanager
+def training_session(cfg: TrainConfig, *, resume: bool = False,
+                     evaluate: EvalHook | None = None) -> Iterator[Trainer]:
+    """Set up a run (process group, data, model, optimiser, resumed state) and yield its `Trainer`; the process
+    group is left and the thread count restored on exit.
 
     Raises:
         ConfigError / CheckpointError: bad settings, data, output folder or checkpoint (before any step).
-        TrainingError: the run had to stop (see `Trainer.fit`).
     """
     if cfg.eval.every and evaluate is None:
         raise ConfigError(f"eval.every={cfg.eval.every} but no evaluation hook was given; set eval.every=0")
@@ -109,13 +107,33 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: EvalHook |
             trainer.resume(latest_checkpoint(output_dir))
         log.info("training %s on %s (%s, %d rank(s)) from step %d to %d", model.cfg.name, device,
                  trainer.precision.precision, info.world_size, trainer.step, cfg.schedule.max_steps)
-        summary = trainer.fit()
-        if info.is_main and cfg.logging.plot:
-            plot_metrics(output_dir / METRICS_NAME, output_dir / PLOT_NAME)
-        return summary
+        yield trainer
     finally:
         cleanup_distributed()
         torch.set_num_threads(threads)  # in-process callers (tests, notebooks) get their setting back
+
+
+def run_training(cfg: TrainConfig, *, resume: bool = False, evaluate: EvalHook | None = None,
+                 stop_at: int | None = None) -> TrainSummary:
+    """Train as `cfg` says (single process, or one rank of a torchrun job), then plot the loss curves.
+
+    Args:
+        cfg: a validated training config (`load_train_config`).
+        resume: continue from the newest checkpoint in `cfg.output_dir` (weights, optimiser, scheduler, scaler,
+            RNG and data position).
+        evaluate: evaluation hook called every `eval.every` steps (needed when eval.every > 0).
+        stop_at: stop after this step with a checkpoint (the schedule still spans `schedule.max_steps`), e.g. to
+            split a long run into jobs of a cluster's time limit; continue with `resume=True`.
+
+    Raises:
+        ConfigError / CheckpointError: bad settings, data, output folder or checkpoint (before any step).
+        TrainingError: the run had to stop (see `Trainer.fit`).
+    """
+    with training_session(cfg, resume=resume, evaluate=evaluate) as trainer:
+        summary = trainer.fit(stop_at)
+        if trainer.info.is_main and cfg.logging.plot:
+            plot_metrics(Path(cfg.output_dir) / METRICS_NAME, Path(cfg.output_dir) / PLOT_NAME)
+        return summary
 
 
 def _plain(value: object) -> object:

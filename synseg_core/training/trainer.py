@@ -33,6 +33,7 @@ from .metrics import METRICS_NAME, MetricsLogger, WindowAverage
 from .optim import build_optimizer, build_scheduler
 from .precision import MixedPrecision, resolve_precision
 from .state import capture_rng, latest_checkpoint, load_trainer_state, restore_rng, save_training_checkpoint
+from .text import ChunkedTextCache
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Trainer:
         step_module = _MCCLStep(self.model)
         self.step_module: nn.Module = step_module if not info.distributed else DistributedDataParallel(
             step_module, device_ids=[device] if device.type == "cuda" else None)
+        self.text = ChunkedTextCache(self.model.backbone, cfg.text.templates, cfg.text.chunk, cfg.text.cache_size)
         self.batches = BatchStream(loader)
         self.step = 0
         self.nonfinite_steps = self.consecutive_nonfinite = self.empty_batches = 0
@@ -169,7 +171,7 @@ class Trainer:
                                     self._absent_generator())
         if not names:
             return None, None
-        return self.model.text_embeddings(names, self.cfg.model.templates), owner
+        return self.text(names), owner
 
     def train_step(self, batch: CaptionBatch) -> StepOutcome:
         """One optimisation step on `batch` (skipped on every rank when any rank has no image or a bad loss)."""
@@ -177,7 +179,7 @@ class Trainer:
         if not all_ranks_true(n_images > 0, self.device):
             return StepOutcome("empty", images=n_images)
         batch = batch.to(self.device, non_blocking=True)
-        text = self.model.text_embeddings(batch.categories, self.cfg.model.templates)  # frozen, cached, no grad
+        text = self.text(batch.categories)  # frozen text tower, cached, no grad
         absent_text, absent_owner = self._absent_inputs(batch)
         with self.precision.autocast():
             terms = self.step_module(batch.images, text, batch.owner, absent_text, absent_owner)
@@ -200,8 +202,8 @@ class Trainer:
         return StepOutcome("ok", losses, grad_norm, n_images)
 
     # ------------------------------------------------------------------------------------------------ loop
-    def fit(self) -> TrainSummary:
-        """Train until `schedule.max_steps`; returns the summary (also logged).
+    def fit(self, stop_at: int | None = None) -> TrainSummary:
+        """Train until `schedule.max_steps` (or `stop_at`, if earlier); returns the summary (also logged).
 
         Raises:
             TrainingError: too many non-finite steps in a row, or non-finite weights (after logging a summary).
@@ -209,9 +211,10 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(total=self.cfg.schedule.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    desc="train", disable=not (self.info.is_main and self.cfg.logging.progress_bar))
+        end = min(self.cfg.schedule.max_steps, stop_at if stop_at is not None else math.inf)
         try:
             with bar:
-                self._loop(bar)
+                self._loop(bar, int(end))
         except TrainingError:
             self._summary(time.perf_counter() - started, stopped=True)
             raise
@@ -221,12 +224,12 @@ class Trainer:
             self.run_evaluation()
         return self._summary(time.perf_counter() - started, stopped=False)
 
-    def _loop(self, bar: tqdm) -> None:
+    def _loop(self, bar: tqdm, end: int) -> None:
         cfg = self.cfg
         window, window_images, window_start = WindowAverage(), 0, time.perf_counter()
         checkpoint_due = False
         batches = iter(self.batches)
-        while self.step < cfg.schedule.max_steps:
+        while self.step < end:
             batch = next(batches)
             self._unsynced_skips.update(batch.skipped)
             outcome = self.train_step(batch)
@@ -237,7 +240,7 @@ class Trainer:
                 window.add({**outcome.losses, "grad_norm": outcome.grad_norm})
             window_images += outcome.images
             bar.update(1)
-            if self.step % cfg.logging.every == 0 or self.step == cfg.schedule.max_steps:
+            if self.step % cfg.logging.every == 0 or self.step == end:
                 record = self._log_window(window, window_images, time.perf_counter() - window_start)
                 bar.set_postfix(_postfix(record), refresh=False)
                 window_images, window_start = 0, time.perf_counter()

@@ -2,8 +2,10 @@
 backgrounds, a JSONL manifest with captions and categories, and the tiny training config pointed at them."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +19,14 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 220), 
 SHAPES = ("circle", "square")
 BACKGROUNDS = {"grass": (60, 140, 50), "sand": (210, 190, 140), "water": (40, 90, 160)}
 IMAGE_SIZE = 80  # larger than the tiny model's 64 so random crops differ
+
+
+def load_script(name: str) -> ModuleType:
+    """A CLI of training/ (a folder of scripts, not a package) loaded from its file, e.g. load_script("train")."""
+    spec = importlib.util.spec_from_file_location(f"synseg_{name}_cli", REPO / "training" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def draw_scene(rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[Image.Image, str, list[str]]:
