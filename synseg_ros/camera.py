@@ -64,6 +64,7 @@ class CameraPipeline:
         self._segmenter = segmenter
         self._categories = categories
         self.input_topic = input_topic
+        self._topic = node.resolve_topic_name(input_topic)
         self.stats = PipelineStats()
         self._params = params
         self._log_error = ThrottledLog(node.get_logger().error, params.log_throttle_s)
@@ -146,7 +147,7 @@ class CameraPipeline:
         except ImageConversionError as exc:
             kind = frame.msg.format if frame.compressed else frame.msg.encoding
             self.stats.count("bad_frames", error=f"bad image: {exc}")
-            self._log_error(f"bad_image:{kind}", f"dropping an image from {self.input_topic}: {exc}")
+            self._log_error(f"bad_image:{exc.reason}:{kind}", f"dropping an image from {self._topic}: {exc}")
             return
         categories = list(self._categories())
         if not categories:

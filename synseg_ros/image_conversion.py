@@ -23,7 +23,15 @@ from std_msgs.msg import Header
 
 
 class ImageConversionError(ValueError):
-    """An image message cannot be converted; the message names the bad value and what is allowed."""
+    """An image message cannot be converted; the message names the bad value and what is allowed.
+
+    Attributes:
+        reason: the kind of problem, one of "encoding", "size", "too_large", "layout", "decode" (logs are throttled per kind).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # Named encodings: name -> (numpy dtype, channels). Bayer and YUV formats are not supported.
@@ -56,7 +64,7 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
     if match:
         return np.dtype(_GENERIC_DTYPES[match.group(1)]), int(match.group(2))
     raise ImageConversionError(f"unsupported image encoding {encoding!r}; supported: {sorted(_NAMED)} and "
-                               f"generic '<8U|8S|16U|16S|32S|32F|64F>C<n>' such as '8UC3' or '32FC1'")
+                               f"generic '<8U|8S|16U|16S|32S|32F|64F>C<n>' such as '8UC3' or '32FC1'", "encoding")
 
 
 def image_to_array(msg: Image, max_pixels: int | None = None) -> np.ndarray:
@@ -77,18 +85,18 @@ def image_to_array(msg: Image, max_pixels: int | None = None) -> np.ndarray:
     dtype, channels = encoding_layout(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
-        raise ImageConversionError(f"image has zero size ({width}x{height}, encoding {msg.encoding!r})")
+        raise ImageConversionError(f"image has zero size ({width}x{height}, encoding {msg.encoding!r})", "size")
     if max_pixels is not None and height * width > max_pixels:
         raise ImageConversionError(f"image {width}x{height} has {height * width} pixels; "
-                                   f"at most {max_pixels} are allowed (parameter max_image_pixels)")
+                                   f"at most {max_pixels} are allowed (parameter max_image_pixels)", "too_large")
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(f"image is wrongly formed: step {step} < width {width} * channels {channels} "
-                                   f"* bytes {dtype.itemsize} = {row_bytes} (encoding {msg.encoding!r})")
+                                   f"* bytes {dtype.itemsize} = {row_bytes} (encoding {msg.encoding!r})", "layout")
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
     if buffer.size != height * step:
         raise ImageConversionError(f"image is wrongly formed: data has {buffer.size} bytes but height {height} "
-                                   f"* step {step} = {height * step} (encoding {msg.encoding!r})")
+                                   f"* step {step} = {height * step} (encoding {msg.encoding!r})", "layout")
     byte_order = ">" if msg.is_bigendian else "<"
     array = np.ndarray(shape=(height, width, channels), dtype=dtype.newbyteorder(byte_order), buffer=buffer,
                        strides=(step, channels * dtype.itemsize, dtype.itemsize))
@@ -114,7 +122,7 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     """
     if encoding not in RGB8_SOURCE_ENCODINGS:
         raise ImageConversionError(f"cannot turn encoding {encoding!r} into RGB for segmentation; "
-                                   f"supported: {list(RGB8_SOURCE_ENCODINGS)}")
+                                   f"supported: {list(RGB8_SOURCE_ENCODINGS)}", "encoding")
     if array.dtype == np.uint16:
         # cv_bridge's 16 -> 8 bit scaling; x * 255 / 65535 never falls on .5, so rounding is unambiguous.
         array = np.rint(array * (255.0 / 65535.0)).astype(np.uint8)
@@ -138,11 +146,11 @@ def compressed_to_rgb8(msg: CompressedImage, max_pixels: int | None = None) -> n
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise ImageConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes); "
-                                   f"expected JPEG, PNG or another format OpenCV reads")
+                                   f"expected JPEG, PNG or another format OpenCV reads", "decode")
     height, width = bgr.shape[:2]
     if max_pixels is not None and height * width > max_pixels:
         raise ImageConversionError(f"image {width}x{height} has {height * width} pixels; "
-                                   f"at most {max_pixels} are allowed (parameter max_image_pixels)")
+                                   f"at most {max_pixels} are allowed (parameter max_image_pixels)", "too_large")
     return bgr[:, :, ::-1]
 
 
@@ -161,7 +169,7 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     array_channels = 1 if array.ndim == 2 else array.shape[2] if array.ndim == 3 else -1
     if array.dtype != dtype or array_channels != channels:
         raise ImageConversionError(f"array of dtype {array.dtype} and shape {array.shape} does not match encoding "
-                                   f"{encoding!r} ({dtype}, {channels} channel(s))")
+                                   f"{encoding!r} ({dtype}, {channels} channel(s))", "layout")
     height, width = array.shape[:2]
     msg = Image(header=header, height=height, width=width, encoding=encoding,
                 is_bigendian=_NATIVE_BIG_ENDIAN, step=width * channels * dtype.itemsize)
