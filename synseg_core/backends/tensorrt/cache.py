@@ -114,8 +114,14 @@ class EngineCache:
         paths.lock.parent.mkdir(parents=True, exist_ok=True)
         return filelock.FileLock(str(paths.lock), timeout=timeout_s)
 
-    def load_plan(self, paths: EnginePaths, ingredients: Mapping[str, Any]) -> tuple[bytes, dict] | None:
-        """(plan, sidecar) if the plan exists and its sidecar vouches for it; a stale or corrupt one is removed."""
+    def load_plan(self, paths: EnginePaths, ingredients: Mapping[str, Any],
+                  discard_stale: bool) -> tuple[bytes, dict] | None:
+        """(plan, sidecar) if the plan exists and its sidecar vouches for it, else None.
+
+        Args:
+            discard_stale: remove a stale or corrupt plan; only while holding the lock, since without it the
+                "stale" plan may be one another process is writing right now (plan first, then sidecar).
+        """
         if not paths.plan.is_file():
             return None
         plan = paths.plan.read_bytes()
@@ -123,8 +129,9 @@ class EngineCache:
         problem = self._sidecar_problem(paths, plan, sidecar, ingredients)
         if problem is None:
             return plan, sidecar
-        log.warning("cached engine %s is not usable (%s); it will be rebuilt", paths.plan, problem)
-        self.discard(paths)
+        if discard_stale:
+            log.warning("cached engine %s is not usable (%s); it will be rebuilt", paths.plan, problem)
+            self.discard(paths)
         return None
 
     @staticmethod

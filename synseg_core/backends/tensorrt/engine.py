@@ -89,7 +89,7 @@ def _obtain(trt: ModuleType, request: EngineRequest, cache: EngineCache, device:
     ingredients = request.ingredients()
     paths = cache.paths(request.plan.onnx_path.stem, engine_key(ingredients))
     if not options.force_rebuild:
-        loaded = _from_cache(trt, cache, paths, ingredients, device)
+        loaded = _from_cache(trt, cache, paths, ingredients, device, locked=False)
         if loaded is not None:
             return loaded
     cache.check_writable()
@@ -100,7 +100,7 @@ def _obtain(trt: ModuleType, request: EngineRequest, cache: EngineCache, device:
                 cache.clear_failure(paths)
                 cache.discard(paths)
             else:  # another process may have built it while we waited for the lock
-                loaded = _from_cache(trt, cache, paths, ingredients, device)
+                loaded = _from_cache(trt, cache, paths, ingredients, device, locked=True)
                 if loaded is not None:
                     return loaded
             return _build(trt, request, cache, paths, device, verifier, options)
@@ -110,19 +110,21 @@ def _obtain(trt: ModuleType, request: EngineRequest, cache: EngineCache, device:
 
 
 def _from_cache(trt: ModuleType, cache: EngineCache, paths: EnginePaths, ingredients: dict,
-                device: torch.device) -> LoadedEngine | None:
+                device: torch.device, locked: bool) -> LoadedEngine | None:
+    """The cached engine, or None; stale ones are removed only while holding the lock."""
     failure = cache.read_failure(paths)
     if failure is not None:
         raise CachedFailureError(describe_failure(failure, paths))
-    cached = cache.load_plan(paths, ingredients)
+    cached = cache.load_plan(paths, ingredients, discard_stale=locked)
     if cached is None:
         return None
     plan, sidecar = cached
     try:
         runner = TrtRunner(trt, plan, device)
     except EngineLoadError as exc:
-        log.warning("cached engine %s is stale: %s; it will be rebuilt", paths.plan, exc)
-        cache.discard(paths)
+        if locked:
+            log.warning("cached engine %s is stale: %s; it will be rebuilt", paths.plan, exc)
+            cache.discard(paths)
         return None
     log.info("loaded cached TensorRT engine %s (%s)", paths.plan, sidecar["ingredients"]["precision"]["resolved"])
     return LoadedEngine(runner, sidecar, fresh=False)
