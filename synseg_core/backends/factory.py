@@ -1,8 +1,15 @@
-"""Create an image-path backend by name; ONNX files are exported on first use and cached."""
+"""Create an image-path backend by name ("torch", "onnxruntime", "tensorrt" or "auto").
+
+ONNX files are exported on first use and cached by weights digest, input size and precision; TensorRT engines are
+built from them on the target and cached by helper modules in `backends/tensorrt`.
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Mapping
+
+import torch
 
 from ..model import SynSeg
 from .base import BackendError, ImagePathBackend
@@ -35,34 +42,74 @@ def default_input_size(model: SynSeg) -> int:
     return inference.window or inference.short_side
 
 
-def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: str = "fp32",
-                   onnx_path: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE_DIR,
-                   input_size: int | None = None, max_batch: int | None = None, **options) -> ImagePathBackend:
-    """Backend `name` for `model` on `device` ("cpu", "cuda", "cuda:N").
+class _Factories:
+    """Makers of each concrete backend for a device string; exports happen only when a maker is called."""
 
-    Args:
-        onnx_path: an exported image path (onnxruntime/tensorrt); None = export automatically into cache_dir.
-        cache_dir: where automatic exports and TensorRT engines are cached.
-        input_size: fixed input size of the ONNX/TensorRT image path (default: the model's inference window).
-        max_batch: largest image batch per run (multi-camera batching).
-        options: backend-specific settings (TensorRT: profile sizes, force_rebuild, workspace ...).
-    """
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
-    if name == "torch":
-        if options:
-            raise BackendError(f"unknown option(s) {sorted(options)} for the torch backend")
+    def __init__(self, model: SynSeg, precision: str, onnx_path: str | Path | None, cache_dir: str | Path,
+                 input_size: int, max_batch: int | None, tensorrt: Mapping[str, Any] | None):
+        self.model, self.precision, self.onnx_path = model, precision, onnx_path
+        self.cache_dir, self.input_size, self.max_batch = Path(cache_dir).expanduser(), input_size, max_batch
+        self.tensorrt = dict(tensorrt or {})
+
+    def _onnx(self, fp16: bool) -> Path:
+        return export_for_backend(self.model, self.onnx_path if not fp16 else None, self.cache_dir,
+                                  self.input_size, fp16)
+
+    def torch(self, device: str) -> ImagePathBackend:
         from .torch_backend import TorchBackend
 
-        return TorchBackend(model, device=device, precision=precision)
-    size = input_size or default_input_size(model)
-    if name == "onnxruntime":
-        if options:
-            raise BackendError(f"unknown option(s) {sorted(options)} for the onnxruntime backend")
+        on_gpu = torch.device(device).type == "cuda"
+        return TorchBackend(self.model, device=device, precision=self.precision if on_gpu else "fp32")
+
+    def onnxruntime(self, device: str) -> ImagePathBackend:
         from ..export import weights_digest
         from .onnx_backend import OnnxRuntimeBackend
 
-        path = export_for_backend(model, onnx_path, cache_dir, size, fp16=precision == "fp16")
-        return OnnxRuntimeBackend(path, device=device, max_batch=max_batch,
-                                  expected_digest=weights_digest(model) if onnx_path is None else None)
-    raise BackendError(f"backend {name!r} is not wired yet; use 'torch' or 'onnxruntime'")
+        # fp16 graphs only pay off on a GPU; on the CPU ONNX Runtime runs the fp32 export.
+        fp16 = self.precision == "fp16" and torch.device(device).type == "cuda"
+        digest = weights_digest(self.model) if self.onnx_path is None or fp16 else None
+        return OnnxRuntimeBackend(self._onnx(fp16), device=device, max_batch=self.max_batch, expected_digest=digest)
+
+    def tensorrt_backend(self, device: str) -> ImagePathBackend:
+        from .tensorrt import TensorRTConfig, create_tensorrt_backend
+
+        settings = {"cache_dir": str(self.cache_dir / "tensorrt"), "precision": self.precision, **self.tensorrt}
+        if self.max_batch is not None:
+            settings.setdefault("max_batch", self.max_batch)
+        config = TensorRTConfig.from_dict(settings)
+        fp16_onnx = self._onnx(True) if config.precision == "fp16" else None
+        return create_tensorrt_backend(self._onnx(False), lambda: self.torch(device), config,
+                                       fp16_onnx_path=fp16_onnx, device=device)
+
+
+def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: str = "fp32",
+                   onnx_path: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+                   input_size: int | None = None, max_batch: int | None = None,
+                   tensorrt: Mapping[str, Any] | None = None) -> ImagePathBackend:
+    """Backend `name` for `model` on `device` ("cpu", "cuda", "cuda:N").
+
+    Args:
+        precision: "fp32" or "fp16" (fp16 needs a GPU; `auto` runs fp32 on the CPU).
+        onnx_path: an exported fp32 image path; None = export automatically into cache_dir/onnx.
+        cache_dir: where automatic exports and TensorRT engines are cached.
+        input_size: fixed input size of the ONNX/TensorRT image path (default: the model's inference window).
+        max_batch: largest image batch per run (multi-camera batching, sliding windows).
+        tensorrt: TensorRTConfig fields (profile sizes, force_rebuild, workspace, ...).
+    """
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    if precision not in ("fp32", "fp16"):
+        raise BackendError(f"precision {precision!r} is not supported; use 'fp32' or 'fp16'")
+    if name == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model, device=device, precision=precision)
+    makers = _Factories(model, precision, onnx_path, cache_dir, input_size or default_input_size(model), max_batch,
+                        tensorrt)
+    if name == "onnxruntime":
+        return makers.onnxruntime(device)
+    from .selection import BackendFactories, select_backend
+
+    factories = BackendFactories(torch=makers.torch, onnxruntime=makers.onnxruntime,
+                                 tensorrt=makers.tensorrt_backend)
+    return select_backend(name, factories, device=device).backend
