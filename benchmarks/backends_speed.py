@@ -1,0 +1,65 @@
+"""Image-path backends side by side (issue 7): ONNX Runtime CPU vs PyTorch eager at 448, K=10 (target: ORT >= 1.5x
+faster); on a CUDA machine also PyTorch CUDA fp16 (target <= 7 ms on an H100) and TensorRT where it is installed.
+
+    python -m benchmarks.backends_speed [--repeats 5] [--size 448] [--categories 10]
+
+ViT-B/16 with random weights (timing only). The backends' `run` is timed on one normalised window.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+import torch
+
+from benchmarks.common import interleaved_medians, machine_description
+from synseg_core import get_model_config
+from synseg_core.backends.factory import create_backend
+from synseg_core.model import SynSeg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--size", type=int, default=448)
+    p.add_argument("--categories", type=int, default=10)
+    p.add_argument("--cache-dir", default=None, help="where exports/engines go (default: a temporary folder)")
+    args = p.parse_args(argv)
+    print(f"machine: {machine_description()}")
+    cfg = get_model_config("vitb16-rd64-refined")
+    cfg.backbone.pretrained = None
+    torch.manual_seed(0)
+    model = SynSeg(cfg).eval()
+    text = model.text_embeddings([f"object {i}" for i in range(args.categories)])
+    images = torch.randn(1, 3, args.size, args.size)
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="synseg-bench-")
+    print(f"exporting / loading backends at {args.size}, K={args.categories} ...", flush=True)
+    cpu = {"torch cpu": create_backend("torch", model, device="cpu"),
+           "onnxruntime cpu": create_backend("onnxruntime", model, device="cpu", cache_dir=cache,
+                                             input_size=args.size)}
+    med = interleaved_medians({k: (lambda b=b: b.run(images, text)) for k, b in cpu.items()}, args.repeats)
+    print("\nbackend            ms/frame")
+    for k, v in med.items():
+        print(f"{k:18s} {v * 1e3:8.1f}")
+    print(f"onnxruntime cpu speed-up over torch eager: {med['torch cpu'] / med['onnxruntime cpu']:.2f}x")
+    if not torch.cuda.is_available():
+        print("\nno CUDA device: PyTorch CUDA fp16 and TensorRT not measured")
+        return 0
+    gpu = {"torch cuda fp32": create_backend("torch", model, device="cuda"),
+           "torch cuda fp16": create_backend("torch", model, device="cuda", precision="fp16")}
+    try:
+        gpu["tensorrt fp16"] = create_backend("tensorrt", model, device="cuda", precision="fp16", cache_dir=cache,
+                                              input_size=args.size)
+    except Exception as exc:  # TensorRT missing or failing is a result to print, not a crash
+        print(f"TensorRT not measured: {exc}")
+    gimages = images.cuda()
+    med = interleaved_medians({k: (lambda b=b: b.run(gimages, text)) for k, b in gpu.items()}, args.repeats * 4,
+                              warmup=3, sync=torch.cuda.synchronize)
+    for k, v in med.items():
+        print(f"{k:18s} {v * 1e3:8.2f} ms  ({torch.cuda.get_device_name(0)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
