@@ -26,7 +26,8 @@ class ImageConversionError(ValueError):
     """An image message cannot be converted; the message names the bad value and what is allowed.
 
     Attributes:
-        reason: the kind of problem, one of "encoding", "size", "too_large", "layout", "decode" (logs are throttled per kind).
+        reason: the kind of problem, one of "encoding", "size", "too_large", "layout", "decode" (the node
+            throttles its logs per kind).
     """
 
     def __init__(self, message: str, reason: str) -> None:

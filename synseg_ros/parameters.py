@@ -181,7 +181,8 @@ def _coerce(name: str, value: Any, default: Any) -> tuple[Any, str | None]:
         ok = isinstance(value, str)
     if ok:
         return value, None
-    return value, f"parameter '{name}' is {value!r} ({type(value).__name__}); it must be a {type(default).__name__}"
+    return value, (f"parameter '{name}' is {value!r} ({type(value).__name__}); "
+                   f"it must be of type {type(default).__name__}")
 
 
 def _check_values(p: NodeParameters) -> Iterable[str]:

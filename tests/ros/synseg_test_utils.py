@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -160,3 +161,47 @@ def wait_diagnostics(collector, node: SynSegNode, predicate, what: str) -> dict:
 
 def counter(values: dict, name: str) -> int:
     return int(values.get(name, 0))
+
+
+@dataclass
+class Rig:
+    """A started node with an image publisher, a /diagnostics collector and collectors on chosen outputs."""
+
+    node: SynSegNode
+    harness: RosHarness
+    image_pub: object
+    diagnostics: Collector
+    outputs: dict
+
+    def send(self, array: np.ndarray, encoding: str, index: int, **kwargs) -> Header:
+        """Publish frame `index`; returns its header."""
+        hdr = header(index, kwargs.pop("frame_id", "camera"))
+        self.image_pub.publish(image_message(array, encoding, hdr, **kwargs))
+        return hdr
+
+    def output_of(self, name: str, hdr: Header):
+        """The `name` output message carrying `hdr`'s stamp."""
+        return self.outputs[name].wait_for(lambda m: stamp_of(m) == stamp_of(hdr), f"{name} for {stamp_of(hdr)}")
+
+    def listen(self, name: str) -> Collector:
+        """Subscribe to output `name` and wait until the node sees the subscriber (outputs are lazy)."""
+        ns = self.node.get_namespace().rstrip("/")
+        self.outputs[name] = self.harness.subscribe(Image, f"{ns}/{self.node.get_name()}/{name}")
+        wait_until(lambda: self.node.cameras[0].subscription_count(name) > 0, what=f"the node to see ~/{name}")
+        return self.outputs[name]
+
+    def diagnostics_where(self, predicate, what: str) -> dict:
+        return wait_diagnostics(self.diagnostics, self.node, predicate, what)
+
+
+def start_rig(ros: RosHarness, namespace: str, outputs=("labels",), image_qos: QoSProfile = RELIABLE,
+              **overrides) -> Rig:
+    """make_node + configure + activate, then subscribe `outputs` and wait until everything is matched."""
+    node = make_node(ros, namespace, **overrides)
+    start(node)
+    rig = Rig(node=node, harness=ros, image_pub=ros.publisher(Image, f"{namespace}/image", image_qos),
+              diagnostics=ros.subscribe(DiagnosticArray, "/diagnostics"), outputs={})
+    for name in outputs:
+        rig.listen(name)
+    wait_subscribed(rig.image_pub, "image")
+    return rig

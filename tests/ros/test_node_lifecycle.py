@@ -70,7 +70,7 @@ def test_invalid_parameters_fail_configure_with_every_problem_named(ros, unique_
     result = node.set_parameters([Parameter("image_depth", value=0)])[0]
     assert not result.successful and "parameter 'image_depth' is 0; it must be >= 1" in result.reason
     result = node.set_parameters([Parameter("max_rate_hz", value="fast")])[0]
-    assert not result.successful and "must be a float" in result.reason
+    assert not result.successful and "must be of type float" in result.reason
     assert node.get_parameter("image_depth").value == 5
 
 

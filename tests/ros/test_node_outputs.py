@@ -5,15 +5,14 @@ import json
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.parameter import Parameter
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from synseg_ros.image_conversion import image_to_array, to_rgb8
 from synseg_ros.outputs import MASK_ON
-from synseg_test_utils import (LATCHED, counter, header, image_message, make_node, stamp_of, start,
-                               wait_diagnostics, wait_subscribed, wait_until)
+from synseg_test_utils import LATCHED, counter, header, start_rig, wait_subscribed
 
 pytestmark = pytest.mark.ros
 CATEGORIES = ["cat", "dog", "tree"]
@@ -35,18 +34,6 @@ def calibrate_thresholds(node):
     result = node.set_parameters([Parameter("mask_threshold", value=float(np.median(probe.probabilities))),
                                   Parameter("background_threshold", value=float(np.median(probe.confidence)))])
     assert all(r.successful for r in result)
-
-
-def subscribe_outputs(ros, node, ns):
-    collectors = {name: ros.subscribe(Image, f"{ns}/synseg/{name}") for name in OUTPUT_ENCODINGS}
-    for name in OUTPUT_ENCODINGS:
-        wait_until(lambda n=name: node.cameras[0].subscription_count(n) > 0, what=f"the node to see ~/{name}")
-    return collectors
-
-
-def outputs_for(collectors, hdr):
-    return {name: c.wait_for(lambda m: stamp_of(m) == stamp_of(hdr), f"{name} for stamp {stamp_of(hdr)}")
-            for name, c in collectors.items()}
 
 
 def check_outputs(node, outputs, hdr, rgb):
@@ -88,81 +75,58 @@ CASES = [  # encoding, height, width, row padding bytes, big endian
 
 
 def test_outputs_keep_header_and_size_in_every_encoding(ros, unique_ns):
-    node = make_node(ros, unique_ns, categories=", ".join(CATEGORIES))
-    start(node)
-    collectors = subscribe_outputs(ros, node, unique_ns)
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
-    calibrate_thresholds(node)
+    rig = start_rig(ros, unique_ns, outputs=OUTPUT_ENCODINGS, categories=", ".join(CATEGORIES))
+    calibrate_thresholds(rig.node)
     mixed = []
     for index, (encoding, height, width, pad, big_endian) in enumerate(CASES):
         array = random_image(encoding, height, width)
-        hdr = header(index, frame_id=f"cam_{encoding}")
-        image_pub.publish(image_message(array, encoding, hdr, pad=pad, big_endian=big_endian))
-        outputs = outputs_for(collectors, hdr)  # one frame at a time, so none is dropped
-        mixed.append(check_outputs(node, outputs, hdr, to_rgb8(array, encoding)))
+        hdr = rig.send(array, encoding, index, frame_id=f"cam_{encoding}", pad=pad, big_endian=big_endian)
+        outputs = {name: rig.output_of(name, hdr) for name in OUTPUT_ENCODINGS}  # one frame at a time: no drops
+        mixed.append(check_outputs(rig.node, outputs, hdr, to_rgb8(array, encoding)))
     assert sum(mixed) >= len(CASES) // 2, "labels/masks were trivial; the comparison would prove little"
 
 
 def test_compressed_input_is_decoded_and_answered(ros, unique_ns):
-    node = make_node(ros, unique_ns, categories=", ".join(CATEGORIES), compressed_input=True)
-    start(node)
-    collectors = subscribe_outputs(ros, node, unique_ns)
+    rig = start_rig(ros, unique_ns, outputs=OUTPUT_ENCODINGS, categories=", ".join(CATEGORIES),
+                    compressed_input=True)
     pub = ros.publisher(CompressedImage, f"{unique_ns}/image/compressed")
     wait_subscribed(pub, "image/compressed")
-    calibrate_thresholds(node)
+    calibrate_thresholds(rig.node)
     rgb = random_image("rgb8", 36, 52)
     ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
     assert ok
     hdr = header(5, frame_id="compressed_cam")
     pub.publish(CompressedImage(header=hdr, format="png", data=png.tobytes()))
-    check_outputs(node, outputs_for(collectors, hdr), hdr, rgb)
+    outputs = {name: rig.output_of(name, hdr) for name in OUTPUT_ENCODINGS}
+    check_outputs(rig.node, outputs, hdr, rgb)
 
 
 def test_overlay_is_computed_only_while_someone_subscribes(ros, unique_ns):
-    node = make_node(ros, unique_ns, categories=", ".join(CATEGORIES))
-    start(node)
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
-    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
-    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
+    rig = start_rig(ros, unique_ns, categories=", ".join(CATEGORIES))
     rgb = random_image("rgb8", 32, 32)
     for index in range(3):
-        image_pub.publish(image_message(rgb, "rgb8", header(index)))
-        labels.wait_for(lambda m, i=index: stamp_of(m) == stamp_of(header(i)), f"labels of frame {index}")
-    values = wait_diagnostics(diagnostics, node, lambda v: counter(v, "computed_labels") == 3,
-                              "diagnostics counting 3 label maps")
+        rig.output_of("labels", rig.send(rgb, "rgb8", index))
+    values = rig.diagnostics_where(lambda v: counter(v, "computed_labels") == 3, "diagnostics counting 3 label maps")
     assert counter(values, "computed_overlay") == 0
     assert counter(values, "computed_masks") == 0 and counter(values, "computed_confidence") == 0
 
-    overlay = ros.subscribe(Image, f"{unique_ns}/synseg/overlay")
-    wait_until(lambda: node.cameras[0].subscription_count("overlay") > 0, what="the node to see ~/overlay")
-    image_pub.publish(image_message(rgb, "rgb8", header(3)))
-    assert overlay.wait_for(lambda m: stamp_of(m) == stamp_of(header(3))).encoding == "bgr8"
-    wait_diagnostics(diagnostics, node, lambda v: counter(v, "computed_overlay") == 1, "one overlay computed")
+    rig.listen("overlay")
+    assert rig.output_of("overlay", rig.send(rgb, "rgb8", 3)).encoding == "bgr8"
+    rig.diagnostics_where(lambda v: counter(v, "computed_overlay") == 1, "one overlay computed")
 
 
 def test_diagnostics_report_backend_latency_and_stale_input(ros, unique_ns):
-    node = make_node(ros, unique_ns, categories="cat, dog", stale_image_timeout_s=0.5)
-    start(node)
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    rig = start_rig(ros, unique_ns, categories="cat, dog", stale_image_timeout_s=0.5)
     info = ros.subscribe(String, f"{unique_ns}/synseg/label_info", LATCHED)
     assert [c["name"] for c in json.loads(info.wait_for().data)["categories"]] == ["cat", "dog"]
-    values = wait_diagnostics(diagnostics, node, lambda v: "no image received yet" in v["message"],
-                              "a warning that no image arrived")
+    values = rig.diagnostics_where(lambda v: "no image received yet" in v["message"], "a no-image warning")
     assert values["backend"] == "torch" and values["precision"] == "fp32" and values["device"] == "cpu"
     assert values["categories"] == "2" and values["seconds_since_image"] == "never"
 
-    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
-    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
-    image_pub.publish(image_message(random_image("rgb8", 32, 40), "rgb8", header(0)))
-    labels.wait_for()
-    values = wait_diagnostics(diagnostics, node, lambda v: counter(v, "frames_processed") == 1, "one frame")
+    rig.output_of("labels", rig.send(random_image("rgb8", 32, 40), "rgb8", 0))
+    values = rig.diagnostics_where(lambda v: counter(v, "frames_processed") == 1, "one frame")
     for stage in ("convert", "inference", "build", "publish", "total"):
         assert float(values[f"latency_{stage}_ms"]) >= 0.0
     assert counter(values, "frames_received") == 1 and counter(values, "frames_dropped") == 0
-    wait_diagnostics(diagnostics, node, lambda v: "no image for" in v["message"] and v["level"] == b"\x01",
-                     "a stale-input warning")
+    rig.diagnostics_where(lambda v: "no image for" in v["message"] and v["level"] == DiagnosticStatus.WARN,
+                          "a stale-input warning")

@@ -3,13 +3,10 @@ import json
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from synseg_test_utils import (LATCHED, counter, header, image_message, make_node, stamp_of, start,
-                               wait_diagnostics, wait_subscribed, wait_until)
+from synseg_test_utils import LATCHED, counter, make_node, start, start_rig, wait_subscribed, wait_until
 
 pytestmark = pytest.mark.ros
 IMAGE = np.random.default_rng(4).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
@@ -19,13 +16,9 @@ def names(label_info_msg):
     return [c["name"] for c in json.loads(label_info_msg.data)["categories"]]
 
 
-def mask_channels(ros, node, ns, image_pub, index):
+def mask_channels(rig, index):
     """Publish one frame and return the channel count of its masks message."""
-    masks = ros.subscribe(Image, f"{ns}/synseg/masks")
-    wait_until(lambda: node.cameras[0].subscription_count("masks") > 0, what="the node to see ~/masks")
-    image_pub.publish(image_message(IMAGE, "rgb8", header(index)))
-    msg = masks.wait_for(lambda m: stamp_of(m) == stamp_of(header(index)), f"masks of frame {index}")
-    return int(msg.encoding.removeprefix("8UC"))
+    return int(rig.output_of("masks", rig.send(IMAGE, "rgb8", index)).encoding.removeprefix("8UC"))
 
 
 def test_query_published_before_start_is_applied_and_late_subscribers_get_it(ros, unique_ns):
@@ -41,26 +34,21 @@ def test_query_published_before_start_is_applied_and_late_subscribers_get_it(ros
 
 
 def test_new_query_changes_label_info_and_outputs(ros, unique_ns):
-    node = make_node(ros, unique_ns, categories="cat, dog")
-    start(node)
+    rig = start_rig(ros, unique_ns, outputs=["masks"], categories="cat, dog")
     info = ros.subscribe(String, f"{unique_ns}/synseg/label_info", LATCHED)
     info.wait_for(lambda m: names(m) == ["cat", "dog"], "label_info for the default query")
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
-    assert mask_channels(ros, node, unique_ns, image_pub, 0) == 2
+    assert mask_channels(rig, 0) == 2
 
     query_pub = ros.publisher(String, f"{unique_ns}/query", LATCHED)
     wait_subscribed(query_pub, "the query topic")
     query_pub.publish(String(data="sky, road, car, tree"))
     info.wait_for(lambda m: names(m) == ["sky", "road", "car", "tree"], "label_info for the new query")
-    assert mask_channels(ros, node, unique_ns, image_pub, 1) == 4
+    assert mask_channels(rig, 1) == 4
 
 
 def test_over_limit_and_empty_queries_are_rejected_and_the_old_query_stays(ros, unique_ns, capfd):
-    node = make_node(ros, unique_ns, categories="cat, dog", max_categories=3, max_category_length=10,
-                     log_throttle_s=0.0)
-    start(node)
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    rig = start_rig(ros, unique_ns, outputs=["masks"], categories="cat, dog", max_categories=3,
+                    max_category_length=10, log_throttle_s=0.0)
     info = ros.subscribe(String, f"{unique_ns}/synseg/label_info", LATCHED)
     info.wait_for(lambda m: names(m) == ["cat", "dog"])
     query_pub = ros.publisher(String, f"{unique_ns}/query", LATCHED)
@@ -68,13 +56,10 @@ def test_over_limit_and_empty_queries_are_rejected_and_the_old_query_stays(ros, 
     bad_queries = ["a, b, c, d", " ,; \n", "an extremely long category"]
     for n, text in enumerate(bad_queries, start=1):
         query_pub.publish(String(data=text))
-        wait_diagnostics(diagnostics, node, lambda v, n=n: counter(v, "rejected_queries") == n,
-                         f"{n} rejected queries")
-    assert node.categories == ("cat", "dog")
+        rig.diagnostics_where(lambda v, n=n: counter(v, "rejected_queries") == n, f"{n} rejected queries")
+    assert rig.node.categories == ("cat", "dog")
     assert [names(m) for m in info.snapshot()] == [["cat", "dog"]]  # label_info never changed
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
-    assert mask_channels(ros, node, unique_ns, image_pub, 0) == 2
+    assert mask_channels(rig, 0) == 2
     err = capfd.readouterr().err
     assert "4 categories; at most 3 are allowed" in err and "holds no category" in err
     assert "26 characters long; at most 10" in err and "keeping the previous query (2 categories)" in err

@@ -2,12 +2,11 @@
 import numpy as np
 import psutil
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from synseg_test_utils import (counter, header, image_message, make_node, stamp_of, start, wait_diagnostics,
-                               wait_subscribed, wait_until)
+from synseg_test_utils import counter, header, image_message, stamp_of, start_rig
 
 pytestmark = pytest.mark.ros
 RNG = np.random.default_rng(5)
@@ -29,27 +28,19 @@ def bad_images():
 
 
 def test_bad_images_are_logged_throttled_counted_and_the_next_good_frame_is_served(ros, unique_ns, capfd):
-    node = make_node(ros, unique_ns, categories="cat, dog", max_image_pixels=GOOD.shape[0] * GOOD.shape[1] * 4)
-    start(node)
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
-    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
-    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
+    rig = start_rig(ros, unique_ns, categories="cat, dog", max_image_pixels=GOOD.shape[0] * GOOD.shape[1] * 4)
     sent = 0
     for repeat in range(3):  # each kind three times: logged once per kind (throttle 60 s), counted every time
         for what, msg in bad_images():
-            image_pub.publish(msg)
+            rig.image_pub.publish(msg)
             sent += 1
-            wait_diagnostics(diagnostics, node, lambda v, n=sent: counter(v, "bad_frames") == n,
-                             f"{sent} bad frames counted ({what})")
-    values = wait_diagnostics(diagnostics, node, lambda v: v["level"] == b"\x02", "an error status")
+            rig.diagnostics_where(lambda v, n=sent: counter(v, "bad_frames") == n, f"{sent} bad frames ({what})")
+    values = rig.diagnostics_where(lambda v: v["level"] == DiagnosticStatus.ERROR, "an error status")
     assert values["message"].startswith("bad image:")
-    image_pub.publish(image_message(GOOD, "rgb8", header(1)))
-    msg = labels.wait_for(lambda m: stamp_of(m) == stamp_of(header(1)), "labels of the good frame")
+    msg = rig.output_of("labels", rig.send(GOOD, "rgb8", 1))
     assert (msg.height, msg.width) == GOOD.shape[:2]
-    values = wait_diagnostics(diagnostics, node, lambda v: counter(v, "frames_processed") == 1, "one frame")
-    assert values["level"] == b"\x00" and counter(values, "bad_frames") == 12
+    values = rig.diagnostics_where(lambda v: counter(v, "frames_processed") == 1, "one frame")
+    assert values["level"] == DiagnosticStatus.OK and counter(values, "bad_frames") == 12
     err = capfd.readouterr().err
     assert err.count("unsupported image encoding 'yuv422'") == 1
     assert err.count("image is wrongly formed: data has") == 1
@@ -60,47 +51,33 @@ def test_bad_images_are_logged_throttled_counted_and_the_next_good_frame_is_serv
 def test_an_inference_failure_is_counted_and_the_node_keeps_serving(ros, unique_ns):
     # A backend whose fixed input size does not match the inference settings makes every inference raise; the
     # node must count it, stay up, and serve again once the setting is fixed.
-    node = make_node(ros, unique_ns, categories="cat")
-    start(node)
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
-    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
-    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
-    image_pub = ros.publisher(Image, f"{unique_ns}/image")
-    wait_subscribed(image_pub, "image")
-    node.segmenter.backend.input_size = 32  # the tiny model then refuses the 64-pixel windows
-    image_pub.publish(image_message(GOOD, "rgb8", header(0)))
-    values = wait_diagnostics(diagnostics, node, lambda v: counter(v, "inference_errors") == 1, "a failure")
-    assert values["level"] == b"\x02" and values["message"].startswith("inference failed")
-    node.segmenter.backend.input_size = None
-    image_pub.publish(image_message(GOOD, "rgb8", header(1)))
-    labels.wait_for(lambda m: stamp_of(m) == stamp_of(header(1)), "labels after the failure")
+    rig = start_rig(ros, unique_ns, categories="cat")
+    rig.node.segmenter.backend.input_size = 32  # the tiny model then refuses the 64-pixel windows
+    rig.send(GOOD, "rgb8", 0)
+    values = rig.diagnostics_where(lambda v: counter(v, "inference_errors") == 1, "a failure counted")
+    assert values["level"] == DiagnosticStatus.ERROR and values["message"].startswith("inference failed")
+    rig.node.segmenter.backend.input_size = None
+    rig.output_of("labels", rig.send(GOOD, "rgb8", 1))
 
 
 @pytest.mark.slow
 def test_flood_drops_stale_frames_without_backlog_or_memory_growth(ros, unique_ns):
     height, width, burst = 480, 640, 100
     frames = 2 * burst
-    # Slow inference by settings only: the whole image resized to 896 x 896 through the tiny model.
-    node = make_node(ros, unique_ns, categories="cat, dog", short_side=896, window=0, image_depth=burst,
-                     warmup_size=[height, width])
-    start(node)
-    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
-    labels = ros.subscribe(Image, f"{unique_ns}/synseg/labels")
-    wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
-    # The publisher lives in this process too: its history (depth = one burst) is full after the first burst,
+    # Slow inference by settings only: the whole image resized to 896 x 896 through the tiny model. The
+    # publisher lives in this process too: its history (depth = one burst) is full after the first burst,
     # so memory measured between the two bursts is the node's alone.
-    image_pub = ros.publisher(Image, f"{unique_ns}/image", QoSProfile(depth=burst,
-                                                                      reliability=ReliabilityPolicy.RELIABLE))
-    wait_subscribed(image_pub, "image")
+    rig = start_rig(ros, unique_ns, image_qos=QoSProfile(depth=burst, reliability=ReliabilityPolicy.RELIABLE),
+                    categories="cat, dog", short_side=896, window=0, image_depth=burst, warmup_size=[height, width])
     rgb = RNG.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
 
     def flood(first: int) -> dict:
         for i in range(first, first + burst):  # as fast as possible
-            image_pub.publish(image_message(rgb, "rgb8", header(i)))
-        labels.wait_for(lambda m: stamp_of(m) == stamp_of(header(first + burst - 1)), "the newest frame's labels")
-        return wait_diagnostics(diagnostics, node, lambda v: counter(v, "frames_received") == first + burst
-                                and counter(v, "frames_processed") + counter(v, "frames_dropped") == first + burst,
-                                "every frame either processed or counted as dropped")
+            rig.send(rgb, "rgb8", i)
+        rig.output_of("labels", header(first + burst - 1))
+        return rig.diagnostics_where(lambda v: counter(v, "frames_received") == first + burst and
+                                     counter(v, "frames_processed") + counter(v, "frames_dropped") == first + burst,
+                                     "every frame either processed or counted as dropped")
 
     flood(0)
     rss_before = psutil.Process().memory_info().rss
@@ -110,7 +87,7 @@ def test_flood_drops_stale_frames_without_backlog_or_memory_growth(ros, unique_n
     processed = counter(values, "frames_processed")
     assert processed <= frames // 4, f"{processed} of {frames} frames processed: the flood was not dropped"
     assert counter(values, "frames_dropped") == frames - processed
-    served = [stamp_of(m)[0] - 1000 for m in labels.snapshot()]
+    served = [stamp_of(m)[0] - header(0).stamp.sec for m in rig.outputs["labels"].snapshot()]
     assert served[-1] == frames - 1  # the last frame processed is the newest
     assert served == sorted(set(served)) and len(served) == processed  # in order, no repeats, no backlog
     assert rss_growth < height * width * 3 * burst // 2, f"RSS grew {rss_growth / 2**20:.0f} MiB in a burst"
