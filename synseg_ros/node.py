@@ -128,7 +128,7 @@ class SynSegNode(LifecycleNode):
         """Load the Segmenter, apply the inference settings, cache text embeddings and warm up."""
         start = time.perf_counter()
         segmenter = Segmenter.from_checkpoint(params.checkpoint, device=params.device, backend=params.backend,
-                                              precision=params.precision)
+                                              precision=params.precision, **params.backend_options())
         segmenter.inference = params.inference_config(segmenter.inference)
         categories = initial or list(self._categories) or list(WARMUP_CATEGORIES)
         segmenter.encode_text(categories)  # checks the template set and caches the embeddings

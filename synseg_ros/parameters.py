@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
+from synseg_core.backends.factory import DEFAULT_CACHE_DIR
 from synseg_core.config import InferenceConfig, replace_inference
 from synseg_core.inference import MAX_IMAGE_PIXELS
 from synseg_core.query import QueryLimits
@@ -39,9 +40,12 @@ class NodeParameters:
     # Model and runtime. `checkpoint`: a checkpoint folder or .safetensors file, a model-config .json, or a
     # bundled model-config name such as "tiny-test" (random weights, for tests).
     checkpoint: str = "tiny-test"
-    backend: str = "torch"
-    device: str = "cpu"
+    backend: str = "auto"
+    device: str = "cuda"  # the preferred device: with backend auto, CUDA steps are skipped when there is no GPU
     precision: str = "fp32"
+    cache_dir: str = DEFAULT_CACHE_DIR  # ONNX exports and TensorRT engines (built on first run, keyed, reused)
+    onnx_path: str = ""  # an exported fp32 image path to use; "" = export automatically into cache_dir
+    force_rebuild: bool = False  # rebuild the TensorRT engine even when a cached one matches
     # Inference (synseg_core.config.InferenceConfig); window 0 = resize the whole image to short_side squared.
     short_side: int = _INFERENCE.short_side
     window: int = _INFERENCE.window or 0
@@ -79,6 +83,11 @@ class NodeParameters:
     def query_limits(self) -> QueryLimits:
         return QueryLimits(max_categories=self.max_categories, max_length=self.max_category_length)
 
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword arguments for `Segmenter.from_checkpoint` beyond device/backend/precision."""
+        return {"cache_dir": self.cache_dir, "onnx_path": self.onnx_path or None,
+                "input_size": self.window or self.short_side, "tensorrt": {"force_rebuild": self.force_rebuild}}
+
     def inference_config(self, base: InferenceConfig) -> InferenceConfig:
         """`base` (the model's inference config) with this node's inference settings applied."""
         return replace_inference(base, short_side=self.short_side, window=self.window or None, stride=self.stride,
@@ -90,8 +99,11 @@ class NodeParameters:
 DESCRIPTIONS = {
     "checkpoint": "checkpoint folder, .safetensors file, model-config .json, or bundled model-config name",
     "backend": f"image-path backend: one of {', '.join(BACKENDS)} (auto: TensorRT, then ONNX Runtime, then torch)",
-    "device": "cpu, cuda or cuda:N",
+    "device": "preferred device: cpu, cuda or cuda:N (backend auto falls back to the CPU without a GPU)",
     "precision": f"one of {', '.join(PRECISIONS)}",
+    "cache_dir": "folder for automatic ONNX exports and TensorRT engines",
+    "onnx_path": "an exported fp32 ONNX image path to run ('' = export automatically into cache_dir)",
+    "force_rebuild": "rebuild the TensorRT engine even when a cached one matches",
     "short_side": "resize images so the short side has this many pixels",
     "window": "sliding-window size in pixels; 0 = resize the whole image to short_side x short_side",
     "stride": "sliding-window stride in pixels",
@@ -190,6 +202,8 @@ def _check_values(p: NodeParameters) -> Iterable[str]:
     def bad(name: str, allowed: str) -> str:
         return f"parameter '{name}' is {getattr(p, name)!r}; {allowed}"
 
+    if not p.cache_dir.strip():
+        yield bad("cache_dir", "give a folder for ONNX exports and TensorRT engines")
     if not p.checkpoint.strip():
         yield bad("checkpoint", "give a checkpoint folder/file, a model-config .json or a bundled config name")
     for name, choices in (("backend", BACKENDS), ("precision", PRECISIONS), ("image_reliability", RELIABILITIES)):

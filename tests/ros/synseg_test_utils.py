@@ -96,8 +96,9 @@ class RosHarness:
 
 
 # The tiny random-weight model at its native 64-pixel input: a frame takes milliseconds.
-FAST = dict(checkpoint="tiny-test", short_side=64, window=64, stride=32, image_reliability="reliable",
-            image_depth=5, warmup_size=[48, 64], diagnostics_period_s=0.2, log_throttle_s=60.0)
+FAST = dict(checkpoint="tiny-test", backend="torch", device="cpu", short_side=64, window=64, stride=32,
+            image_reliability="reliable", image_depth=5, warmup_size=[48, 64], diagnostics_period_s=0.2,
+            log_throttle_s=60.0)
 
 
 def make_node(ros: RosHarness, namespace: str, **overrides) -> SynSegNode:

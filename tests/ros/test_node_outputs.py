@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
@@ -130,3 +131,17 @@ def test_diagnostics_report_backend_latency_and_stale_input(ros, unique_ns):
     assert counter(values, "frames_received") == 1 and counter(values, "frames_dropped") == 0
     rig.diagnostics_where(lambda v: "no image for" in v["message"] and v["level"] == DiagnosticStatus.WARN,
                           "a stale-input warning")
+
+
+def test_auto_backend_is_chosen_logged_and_reported(ros, unique_ns, tmp_path, capfd):
+    # The shipped defaults (backend auto, device cuda): without a GPU this machine gets ONNX Runtime on the CPU
+    # (exported on first run into cache_dir), with one PyTorch CUDA (no TensorRT / onnxruntime-gpu here).
+    expected = ("torch", "cuda:0") if torch.cuda.is_available() else ("onnxruntime", "cpu")
+    rig = start_rig(ros, unique_ns, categories=", ".join(CATEGORIES), backend="auto", device="cuda",
+                    cache_dir=str(tmp_path))
+    values = rig.diagnostics_where(lambda v: "backend" in v, "diagnostics")
+    assert (values["backend"], values["device"]) == expected
+    assert f"on backend {expected[0]} (fp32, {expected[1]})" in capfd.readouterr().err
+    rgb = random_image("rgb8", 40, 56)
+    labels = image_to_array(rig.output_of("labels", rig.send(rgb, "rgb8", 0)))
+    np.testing.assert_array_equal(labels, rig.node.segmenter.segment(rgb, CATEGORIES).labels)

@@ -134,8 +134,11 @@ def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_pa
     # What sourcing install/setup.bash would set, then `ros2 run synseg_ros synseg_node --ros-args --params-file`.
     site_packages = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     env = dict(os.environ, PYTHONPATH=str(site_packages), AMENT_PREFIX_PATH=str(prefix), PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([str(executable), "--ros-args", "--params-file", str(share / "config" / "synseg.yaml")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Only the cache folder is redirected, so the automatic ONNX export stays inside tmp_path.
+    command = [str(executable), "--ros-args", "--params-file", str(share / "config" / "synseg.yaml"),
+               "-p", f"cache_dir:={tmp_path / 'cache'}"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     lines: list[str] = []
     try:
         started = read_until(process, "active: reading", lines, timeout=4 * WAIT_S)
@@ -148,3 +151,4 @@ def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_pa
     assert f"synseg_ros at {site_packages / 'synseg_ros'}" in output  # the installed copy ran, not the checkout
     assert "query from parameter 'categories': 5 categories" in output  # the installed config was read
     assert "Traceback" not in output
+    assert "model 'tiny-test' from 'tiny-test' loaded" in output and " on backend " in output
