@@ -152,7 +152,7 @@ def measure(model: str, args: argparse.Namespace, context, env: dict, folder: Pa
     segmenter = Segmenter.from_checkpoint(config_path)
     inference = segmenter.inference
     categories = [f"object number {i}" for i in range(args.categories)]
-    params = {"checkpoint": str(config_path), "categories": json.dumps(", ".join(categories)),
+    params = {"checkpoint": str(config_path), "backend": "torch", "device": "cpu", "categories": json.dumps(", ".join(categories)),
               "short_side": inference.short_side, "window": inference.window or 0, "stride": inference.stride,
               "templates": inference.templates, "image_reliability": "reliable",
               "warmup_size": f"[{args.height},{args.width}]", "diagnostics_period_s": 0.5}

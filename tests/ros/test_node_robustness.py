@@ -1,4 +1,6 @@
 """Bad input never stops the node (logged throttled, counted), and a flood never builds a backlog."""
+import time
+
 import numpy as np
 import psutil
 import pytest
@@ -58,6 +60,22 @@ def test_an_inference_failure_is_counted_and_the_node_keeps_serving(ros, unique_
     assert values["level"] == DiagnosticStatus.ERROR and values["message"].startswith("inference failed")
     rig.node.segmenter.backend.input_size = None
     rig.output_of("labels", rig.send(GOOD, "rgb8", 1))
+
+
+def test_max_rate_hz_caps_the_processing_rate(ros, unique_ns):
+    rate_hz, frames = 4.0, 12
+    rig = start_rig(ros, unique_ns, categories="cat", max_rate_hz=rate_hz, image_depth=frames)
+    start = time.monotonic()
+    for i in range(frames):  # about 3 frames per rate period, far slower than the tiny model could serve
+        rig.send(GOOD, "rgb8", i)
+        time.sleep(0.5 / rate_hz)
+    rig.output_of("labels", header(frames - 1))  # the newest frame is always served in the end
+    values = rig.diagnostics_where(lambda v: counter(v, "frames_processed") + counter(v, "frames_dropped") == frames,
+                                   "every frame processed or dropped")
+    elapsed = time.monotonic() - start
+    processed = counter(values, "frames_processed")
+    assert 1 <= processed <= 1 + int(elapsed * rate_hz), f"{processed} frames in {elapsed:.2f} s at {rate_hz} Hz"
+    assert counter(values, "frames_dropped") == frames - processed
 
 
 @pytest.mark.slow
