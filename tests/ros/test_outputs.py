@@ -31,7 +31,7 @@ def test_labels_use_mono8_up_to_254_categories(num_categories, encoding, dtype):
     assert msg.header.frame_id == "camera" and msg.header.stamp.nanosec == 9
 
 
-@pytest.mark.parametrize("num_categories", [1, 3, 4, 10])
+@pytest.mark.parametrize("num_categories", [1, 3, 4, 10, 128, 129, 512])
 def test_masks_are_one_image_with_channel_c_for_category_c_plus_1(num_categories):
     masks = RNG.random((num_categories, 4, 6)) > 0.5
     msg = masks_message(masks, stamped())
