@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  overhead                      {overhead:9.1f} ms = {100 * overhead / r['direct_ms']:.1f} % "
               f"(ratio {r['node_ms'] / r['direct_ms']:.3f}x; targets <= 10 ms and <= 10 %)")
         print("  node stages (mean ms): " + ", ".join(f"{k[8:-3]} {v}" for k, v in r["stages"].items()))
+        if "latency_inference_ms" in r["stages"]:
+            # The node's own inference time on (about) the same frames: free of the load noise between processes.
+            own = r["node_ms"] - float(r["stages"]["latency_inference_ms"])
+            print(f"  node end-to-end minus the node's own inference (mean of its last frames): {own:.1f} ms "
+                  "(transport + conversion + messages)")
         print(f"  node RSS {r['rss_mib']:.0f} MiB (peak {r['peak_mib']:.0f} MiB)")
     return 0
 
