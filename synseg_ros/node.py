@@ -5,7 +5,9 @@ activate = subscribe to images and start the worker; deactivate = stop; cleanup 
 With `autostart` (default) `synseg_node` configures and activates itself, so a plain launch just works.
 Topics: input `image` (+ `image/compressed`), query `/synseg/query`, outputs `~/labels`, `~/masks`,
 `~/confidence`, `~/overlay`, `~/label_info` (+ `~/vision_label_info`), and `/diagnostics`.
-See ../README.md and /work/shared/ros_feature_bar.md for the contract; synseg_ros/outputs.py for encodings.
+Output encodings are documented in synseg_ros/outputs.py, parameters in config/synseg.yaml. The active query
+is the latest accepted one from the query topic or the `categories` parameter (label_info always shows it);
+`ros2 param get categories` shows the parameter, which a later query on the topic may have replaced.
 """
 from __future__ import annotations
 
