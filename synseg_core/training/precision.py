@@ -43,6 +43,10 @@ class MixedPrecision:
         # Only fp16 can underflow gradients; the scaler is a no-op (and has empty state) otherwise.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES.get(self.precision, torch.float32)
+
     def autocast(self) -> ContextManager:
         if self.precision == "fp32":
             return contextlib.nullcontext()

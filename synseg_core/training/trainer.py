@@ -99,6 +99,8 @@ class Trainer:
         self.model = model.to(device).train()
         self.params = list(self.model.trainable_parameters().values())
         self.precision = MixedPrecision(resolve_precision(cfg.runtime.precision, device), device)
+        if cfg.runtime.cast_frozen_clip:
+            self.model.backbone.to(self.precision.dtype)
         self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         step_module = _MCCLStep(self.model)
