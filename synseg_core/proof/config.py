@@ -1,0 +1,144 @@
+"""Settings of the proof-of-learning chain (issue 8): data sizes, the stage-1 CLIP, the decoder, the mask-supervised
+stages, the stage-3 sweeps and the evaluation. Two presets: `full_chain()` (about an hour on two CPU cores) and
+`fast_chain()` (tiny everything, for CI)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigError
+from ..training.config import OptimConfig, ScheduleConfig
+from .supervised import SupervisedConfig
+
+# Where the stage-1 CLIP that the repository ships lives, relative to the synseg_core package.
+BUNDLED_STAGE1 = "resources/demo/stage1"
+
+
+@dataclass
+class DataSection:
+    """Split sizes (images) and the base seed; every split gets its own seed (base + a fixed offset).
+
+    ``image_size`` must equal the stage-1 CLIP's input size.
+    """
+
+    image_size: int = 128
+    source_masks: int = 3000
+    target_train: int = 4000
+    target_val: int = 150
+    target_test: int = 300
+    seed: int = 800
+
+
+@dataclass
+class Stage1Section:
+    """The frozen CLIP.
+
+    Attributes:
+        bundled: reuse the stage-1 CLIP committed under synseg_core/resources/demo/stage1 when it is there.
+        captions: caption images generated for pretraining when it is trained here.
+        fast: start from the stage-1 trainer's tiny FAST_OVERRIDES.
+        overrides: stage-1 settings over those (``ClipPretrainConfig`` keys).
+    """
+
+    bundled: bool = True
+    captions: int = 60000
+    fast: bool = False
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class DecoderSection:
+    """The CLIPSeg-style decoder of the miniature (CLIPSeg rd64 with a smaller FFN, sized for a CPU)."""
+
+    reduce_dim: int = 64
+    num_heads: int = 4
+    ffn_dim: int = 256
+    upsampler: str = "refined"
+
+
+@dataclass
+class Stage3Section:
+    """Caption-only MCCL runs (training/configs/proof_*.yaml plus overrides).
+
+    Attributes:
+        config: the training YAML every stage-3 run starts from (steps, eval.every, batch size live there).
+        lrs: decoder/FiLM learning rates swept for the faithful recipe on the validation split.
+        area_weights: `loss.area_weight` values swept (at the chosen lr) for the area-prior extension.
+        absent_weights: `loss.absent_weight` values swept for the absent-negatives extension.
+        seeds: seeds of the key rows (the first one is used by every other row).
+        random_decoder_lr: learning rate of the MCCL-from-a-random-decoder row (a fresh decoder needs a larger one).
+    """
+
+    config: str = "training/configs/proof_stage3.yaml"
+    lrs: tuple[float, ...] = (1e-5, 3e-5, 1e-4, 3e-4)
+    area_weights: tuple[float, ...] = (1.0, 10.0)
+    absent_weights: tuple[float, ...] = (1.0, 10.0)
+    seeds: tuple[int, ...] = (0, 1)
+    random_decoder_lr: float = 1e-3
+
+
+@dataclass
+class EvalSection:
+    """Background thresholds tried on the validation split, and the picture grid's size."""
+
+    thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    grid_images: int = 6
+
+
+@dataclass
+class ChainConfig:
+    """Everything the chain does; `threads` caps torch's CPU threads (the machines are shared)."""
+
+    data: DataSection = field(default_factory=DataSection)
+    stage1: Stage1Section = field(default_factory=Stage1Section)
+    decoder: DecoderSection = field(default_factory=DecoderSection)
+    stage2: SupervisedConfig = field(default_factory=SupervisedConfig)
+    ceiling: SupervisedConfig = field(default_factory=SupervisedConfig)
+    stage3: Stage3Section = field(default_factory=Stage3Section)
+    eval: EvalSection = field(default_factory=EvalSection)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        counts = {k: v for k, v in dataclasses.asdict(self.data).items() if k not in ("seed", "image_size")}
+        bad = {k: v for k, v in counts.items() if v < 1}
+        if bad:
+            raise ConfigError(f"data split sizes must be >= 1, got {bad}")
+        if not self.stage3.lrs or not self.stage3.seeds:
+            raise ConfigError("stage3.lrs and stage3.seeds need at least one value each")
+        if not self.eval.thresholds or any(not 0 < t < 1 for t in self.eval.thresholds):
+            raise ConfigError(f"eval.thresholds must be values in (0, 1), got {list(self.eval.thresholds)}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _supervised(steps: int, batch_size: int, lr: float, warmup: int, every: int) -> SupervisedConfig:
+    return SupervisedConfig(batch_size=batch_size, optim=OptimConfig(lr=lr, projector_lr=lr),
+                            schedule=ScheduleConfig(max_steps=steps, warmup_steps=warmup, min_lr=1e-5),
+                            checkpoint_every=every)
+
+
+def full_chain() -> ChainConfig:
+    """The committed run's settings (docs/proof_of_learning.md)."""
+    return ChainConfig(stage2=_supervised(500, 32, 2e-3, 25, 100), ceiling=_supervised(500, 32, 2e-3, 25, 100))
+
+
+def fast_chain() -> ChainConfig:
+    """Tiny everything, for CI: every row with finite numbers in a few minutes, no claim about quality."""
+    return ChainConfig(
+        data=DataSection(image_size=64, source_masks=160, target_train=96, target_val=24, target_test=24),
+        # Wider than the stage-1 trainer's own FAST_OVERRIDES: the init must tell colours apart to beat the floor.
+        stage1=Stage1Section(bundled=False, captions=512, fast=True,
+                             overrides={"image_size": 64, "steps": 300, "batch_size": 32, "warmup_steps": 20,
+                                        "lr": 2e-3, "vision_layers": 3, "vision_width": 64, "embed_dim": 32,
+                                        "text_width": 32}),
+        decoder=DecoderSection(reduce_dim=32, num_heads=2, ffn_dim=64),
+        stage2=_supervised(400, 16, 3e-3, 10, 200),
+        ceiling=_supervised(200, 16, 3e-3, 10, 200),
+        stage3=Stage3Section(config="training/configs/proof_stage3_fast.yaml", lrs=(1e-4, 1e-3),
+                             area_weights=(1.0,), absent_weights=(1.0,)),
+        eval=EvalSection(thresholds=(0.1, 0.2, 0.3, 0.5), grid_images=3),
+    )

@@ -1,0 +1,137 @@
+"""The bundled demo: a short sequence of target-domain frames with ground truth, the demo model exported from the
+proof's best caption-trained checkpoint (float16 weights), the node parameters it runs with, and the scores
+the demo reports for received label images.
+
+Frame folder layout: ``images/<name>.png`` (RGB), ``labels/<name>.png`` (uint8 ids: 0 = background, k = the k-th
+query category), ``classes.txt`` (background, then the query categories), ``query.txt`` (the query string).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+import synseg_core
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..evaluation.datasets import read_image, read_label
+from ..evaluation.metrics import ConfusionMatrix
+from ..synthetic import SceneGenerator
+from ..synthetic.writers import BACKGROUND, CLASSES_FILE
+from .scoring import foreground_iou
+
+DEMO_DIR = Path(synseg_core.__file__).parent / "resources" / "demo"
+IMAGES, LABELS, QUERY_FILE, NODE_PARAMS_FILE = "images", "labels", "query.txt", "node_params.yaml"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# A query of six things (two of them never seen with a mask in stage 2) for the bundled frames.
+DEFAULT_QUERY = ("red circle", "blue square", "yellow circle", "green star", "purple triangle", "orange cross")
+MAX_SCENES_SCANNED = 100_000
+
+
+@dataclass
+class DemoFrames:
+    """A frame folder read back: names, RGB images [H, W, 3] uint8, labels [H, W] int64 (None without ground
+    truth), the class list (background first) and the query categories."""
+
+    names: list[str]
+    images: list[np.ndarray]
+    labels: list[np.ndarray] | None
+    classes: list[str]
+    query: list[str]
+
+
+def write_demo_frames(out_dir: str | Path, query: Sequence[str], count: int, image_size: int, seed: int,
+                      domain: str = "target") -> Path:
+    """Write `count` generated scenes whose objects are all query categories, with their ground truth.
+
+    Raises:
+        ValueError: a bad count, or no such scenes among the first MAX_SCENES_SCANNED.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    out = Path(out_dir)
+    (out / IMAGES).mkdir(parents=True, exist_ok=True)
+    (out / LABELS).mkdir(exist_ok=True)
+    generator = SceneGenerator([domain], image_size, seed)
+    ids = {name: k for k, name in enumerate(query, start=1)}
+    written = 0
+    for index in range(MAX_SCENES_SCANNED):
+        scene = generator.generate(index)
+        things = [o.category for o in scene.objects]
+        if not set(things) <= set(ids):
+            continue
+        label = np.zeros(scene.segmentation.shape, dtype=np.uint8)
+        for name in set(things):
+            label[scene.mask(name)] = ids[name]
+        Image.fromarray(scene.image).save(out / IMAGES / f"frame_{written:03d}.png")
+        Image.fromarray(label).save(out / LABELS / f"frame_{written:03d}.png")
+        written += 1
+        if written == count:
+            break
+    else:
+        raise ValueError(f"only {written} of {count} scenes among the first {MAX_SCENES_SCANNED} contain nothing "
+                         f"but {list(query)}; widen the query")
+    (out / CLASSES_FILE).write_text("".join(f"{c}\n" for c in [BACKGROUND, *query]))
+    (out / QUERY_FILE).write_text(", ".join(query) + "\n")
+    return out
+
+
+def read_demo_frames(folder: str | Path) -> DemoFrames:
+    """Read a frame folder; `labels` and `classes.txt` are optional (real photos have no ground truth).
+
+    Raises:
+        ValueError: no images, or labels that do not match the images.
+    """
+    folder = Path(folder)
+    paths = sorted(p for p in (folder / IMAGES).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder / IMAGES} holds no {'/'.join(IMAGE_SUFFIXES)} frames")
+    label_paths = [folder / LABELS / f"{p.stem}.png" for p in paths]
+    has_labels = all(p.is_file() for p in label_paths)
+    query_file = folder / QUERY_FILE
+    query = [c.strip() for c in query_file.read_text().split(",") if c.strip()] if query_file.is_file() else []
+    classes_file = folder / CLASSES_FILE
+    classes = classes_file.read_text().split("\n")[:-1] if classes_file.is_file() else [BACKGROUND, *query]
+    images = [read_image(p) for p in paths]
+    labels = [read_label(p) for p in label_paths] if has_labels else None
+    if labels is not None and any(lab.shape != im.shape[:2] for lab, im in zip(labels, images)):
+        raise ValueError(f"{folder / LABELS}: every label map must have its image's height and width")
+    return DemoFrames([p.stem for p in paths], images, labels, classes, query)
+
+
+def score_frames(predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], num_classes: int) -> dict:
+    """Foreground IoU (any query category vs background) and mIoU of label maps over a frame sequence."""
+    confusion = ConfusionMatrix(num_classes)
+    for pred, gt in zip(predictions, ground_truth):
+        confusion.update(np.asarray(pred).astype(np.int64), gt)
+    metrics = confusion.compute()
+    return {"foreground_iou": foreground_iou(confusion.matrix), "miou": metrics.miou,
+            "frames": len(predictions)}
+
+
+def export_demo_model(checkpoint: str | Path, out_dir: str | Path, background_threshold: float, provenance: dict,
+                      dtype: torch.dtype = torch.float16) -> Path:
+    """Re-save a checkpoint for the repository: weights in `dtype` (loaded back as float32), the validation-chosen
+    background threshold as its default, and where it came from (`provenance`) in its metadata."""
+    model = load_checkpoint(checkpoint)
+    model.cfg.inference.background_threshold = float(background_threshold)
+    return save_checkpoint(model.to(dtype), out_dir, extra=provenance)
+
+
+def write_node_params(path: str | Path, model_dir: str | Path) -> Path:
+    """The node parameters of the demo, from the demo model's inference settings (window 0 = whole image)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())["config"]["inference"]
+    params = {"short_side": config["short_side"], "window": config["window"] or 0, "stride": config["stride"],
+              "templates": config["templates"], "background_threshold": config["background_threshold"],
+              "mask_threshold": config["mask_threshold"], "background": True,
+              "categories": "", "image_reliability": "reliable",  # the query comes on the query topic
+              "warmup_size": [config["short_side"], config["short_side"]]}
+    document = {"/**": {"ros__parameters": params}}
+    Path(path).write_text("# Node parameters of scripts/demo.sh (written by training/proof/make_demo_assets.py).\n"
+                          + yaml.safe_dump(document, sort_keys=False))
+    return Path(path)

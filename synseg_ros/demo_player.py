@@ -1,0 +1,174 @@
+r"""Demo player and recorder for scripts/demo.sh: publishes a query and a folder of frames to a running synseg node,
+one frame at a time, saves the overlays and label images it gets back, prints per-frame latency and a summary
+(with foreground IoU against the frames' ground truth when the folder has labels), and exits.
+
+    python -m synseg_ros.demo_player --frames synseg_core/resources/demo/frames --out runs/demo
+
+Latency is measured from publishing a frame to receiving its label image (matched by the header stamp), so it
+includes DDS transport, conversion, inference and output building.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+
+from synseg_core.proof.demo_assets import read_demo_frames, score_frames
+from synseg_ros.image_conversion import array_to_image, image_to_array
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+POLL_S = 0.01
+FRAME_ID = "demo_camera"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", required=True, help="frame folder (images/, optional labels/ + classes.txt, query.txt)")
+    p.add_argument("--out", required=True, help="folder for overlay/, labels/ and summary.json")
+    p.add_argument("--query", help="categories, comma-separated (default: the folder's query.txt)")
+    p.add_argument("--image-topic", default="/synseg_demo/image", help="topic the node reads images from")
+    p.add_argument("--node", default="/synseg", help="the node's fully qualified name (its outputs are NODE/...)")
+    p.add_argument("--query-topic", default="/synseg/query")
+    p.add_argument("--limit", type=int, help="play only the first N frames")
+    p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the node to be ready")
+    p.add_argument("--frame-timeout", type=float, default=60.0, help="seconds to wait for each frame's outputs")
+    return p.parse_args(argv)
+
+
+class DemoPlayer(Node):
+    """Publishes frames and the query; keeps the label and overlay images that come back, keyed by stamp."""
+
+    def __init__(self, image_topic: str, node: str, query_topic: str):
+        super().__init__("synseg_demo_player")
+        self._lock = threading.Lock()
+        self._received: dict[str, dict[tuple[int, int], tuple[float, Image]]] = {"labels": {}, "overlay": {}}
+        self._label_info: list[str] | None = None
+        self.image_pub = self.create_publisher(Image, image_topic, RELIABLE)
+        self.query_pub = self.create_publisher(String, query_topic, LATCHED)
+        for kind in self._received:
+            self.create_subscription(Image, f"{node}/{kind}", lambda msg, k=kind: self._keep(k, msg), RELIABLE)
+        self.create_subscription(String, f"{node}/label_info", self._on_label_info, LATCHED)
+
+    def _keep(self, kind: str, msg: Image) -> None:
+        with self._lock:
+            self._received[kind][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (time.perf_counter(), msg)
+
+    def _on_label_info(self, msg: String) -> None:
+        with self._lock:
+            self._label_info = [c["name"] for c in json.loads(msg.data)["categories"]]
+
+    def ready(self, categories: list[str]) -> bool:
+        """The node announced our query in label_info and subscribes to our image topic."""
+        with self._lock:
+            announced = self._label_info == categories
+        return announced and self.image_pub.get_subscription_count() > 0
+
+    def play(self, rgb: np.ndarray, timeout: float) -> tuple[float, Image, Image] | None:
+        """Publish one frame and wait for its label and overlay images: (latency s, labels msg, overlay msg)."""
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=FRAME_ID)
+        key = (header.stamp.sec, header.stamp.nanosec)
+        start = time.perf_counter()
+        self.image_pub.publish(array_to_image(rgb, "rgb8", header))
+        while time.perf_counter() - start < timeout:
+            with self._lock:
+                labels, overlay = self._received["labels"].get(key), self._received["overlay"].get(key)
+            if labels and overlay:
+                return labels[0] - start, labels[1], overlay[1]
+            time.sleep(POLL_S)
+        return None
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if predicate():
+            return True
+        time.sleep(POLL_S * 10)
+    return False
+
+
+def run(args: argparse.Namespace, player: DemoPlayer) -> int:
+    frames = read_demo_frames(args.frames)
+    query = [c.strip() for c in args.query.split(",")] if args.query else frames.query
+    if not query:
+        print("demo_player: error: no query (give --query or a query.txt in the frame folder)", file=sys.stderr)
+        return 2
+    player.query_pub.publish(String(data=", ".join(query)))
+    if not wait_for(lambda: player.ready(query), args.ready_timeout):
+        print(f"demo_player: error: the node did not announce the query {query} on {args.node}/label_info or did "
+              f"not subscribe to {args.image_topic} within {args.ready_timeout:.0f} s", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    for sub in ("overlay", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    count = len(frames.names) if args.limit is None else min(args.limit, len(frames.names))
+    latencies, predictions, missed = [], [], []
+    for name, image in zip(frames.names[:count], frames.images[:count]):
+        got = player.play(image, args.frame_timeout)
+        if got is None:
+            missed.append(name)
+            print(f"frame {name}: no output within {args.frame_timeout:.0f} s")
+            continue
+        latency, labels_msg, overlay_msg = got
+        labels = image_to_array(labels_msg)
+        cv2.imwrite(str(out / "overlay" / f"{name}.png"), image_to_array(overlay_msg))  # bgr8, as OpenCV writes
+        cv2.imwrite(str(out / "labels" / f"{name}.png"), labels)
+        latencies.append(latency)
+        predictions.append((name, labels))
+        print(f"frame {name}: {1000 * latency:.1f} ms, {len(np.unique(labels[labels > 0]))} categories found")
+    summary = summarise(frames, query, latencies, predictions, missed)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"summary: {summary['received']}/{count} frames, latency mean {summary['latency_ms']['mean']} ms, "
+          f"median {summary['latency_ms']['median']} ms, max {summary['latency_ms']['max']} ms"
+          + (f"; foreground IoU {100 * summary['scores']['foreground_iou']:.1f}%, mIoU "
+             f"{100 * summary['scores']['miou']:.1f}% vs ground truth" if summary.get("scores") else "")
+          + f"; outputs in {out}")
+    return 0 if not missed else 1
+
+
+def summarise(frames, query: list[str], latencies: list[float], predictions: list, missed: list[str]) -> dict:
+    ms = [1000 * t for t in latencies]
+    summary = {"query": query, "received": len(latencies), "missed": missed,
+               "latency_ms": {"mean": round(statistics.fmean(ms), 1) if ms else None,
+                              "median": round(statistics.median(ms), 1) if ms else None,
+                              "max": round(max(ms), 1) if ms else None, "per_frame": [round(v, 1) for v in ms]}}
+    if frames.labels is not None and predictions and query == frames.classes[1:]:
+        truth = dict(zip(frames.names, frames.labels))
+        summary["scores"] = score_frames([p for _, p in predictions], [truth[n] for n, _ in predictions],
+                                         len(frames.classes))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    rclpy.init()
+    player = DemoPlayer(args.image_topic, args.node, args.query_topic)
+    executor = SingleThreadedExecutor()
+    executor.add_node(player)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        return run(args, player)
+    finally:
+        executor.shutdown()
+        player.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
