@@ -23,6 +23,7 @@ from .config import ModelSection, TrainConfig, resolve_model_config
 from .distributed import DistInfo, cleanup_distributed, env_dist_info, init_distributed, resolve_device
 from .metrics import METRICS_NAME
 from .plot import PLOT_NAME, plot_metrics
+from .precision import resolve_precision
 from .state import latest_checkpoint, list_checkpoints, remove_stale_temporaries
 from .trainer import EvalHook, Trainer, TrainSummary
 
@@ -88,6 +89,7 @@ def training_session(cfg: TrainConfig, *, resume: bool = False,
         raise ConfigError(f"eval.every={cfg.eval.every} but no evaluation hook was given; set eval.every=0")
     info = env_dist_info()
     device = resolve_device(cfg.runtime.device, info)
+    resolve_precision(cfg.runtime.precision, device)  # fail on fp16-without-CUDA before any data is read
     output_dir = Path(cfg.output_dir)
     check_output_dir(output_dir, resume)
     threads = torch.get_num_threads()

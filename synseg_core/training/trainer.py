@@ -266,7 +266,8 @@ class Trainer:
         self.consecutive_nonfinite += 1
         if self.metrics is not None:
             self.metrics.log("nonfinite", self.step, grad_norm=outcome.grad_norm, **outcome.losses)
-        log.warning("step %d: non-finite loss or gradient (%s); step skipped (%d in a row)", self.step,
+        log.warning("step %d: non-finite loss or gradient on at least one rank (here: %s); step skipped on all "
+                    "ranks (%d in a row)", self.step,
                     outcome.losses, self.consecutive_nonfinite)
         if self.consecutive_nonfinite >= self.cfg.runtime.max_consecutive_nonfinite:
             raise TrainingError(

@@ -1,7 +1,9 @@
 """Run by the DDP test under torchrun: train through `training_session`, then save THIS rank's trainable weights
 (rank 0 alone writes checkpoints, so the test needs every rank's own copy to compare them).
 
-    torchrun --nproc_per_node 2 ddp_driver.py CONFIG WEIGHTS_DIR [key=value ...]
+    torchrun --nproc_per_node 2 ddp_driver.py CONFIG WEIGHTS_DIR NAN_STEP [key=value ...]
+
+NAN_STEP > 0 makes the loss of that step NaN on rank 1 only (fault injection): every rank must skip it together.
 """
 import logging
 import sys
@@ -9,13 +11,31 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from synseg_core.model import SynSeg
 from synseg_core.training import load_train_config
+from synseg_core.training.distributed import env_dist_info
 from synseg_core.training.run import training_session
 
 
+def inject_nan_on_call(call: int) -> None:
+    original = SynSeg.forward_train
+    calls = []
+
+    def patched(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == call:
+            out.losses.total = out.losses.total * float("nan")
+        return out
+
+    SynSeg.forward_train = patched
+
+
 def main(argv: list[str]) -> int:
-    config, weights_dir, *overrides = argv
+    config, weights_dir, nan_step, *overrides = argv
     logging.basicConfig(level=logging.INFO)
+    if int(nan_step) > 0 and env_dist_info().rank == 1:
+        inject_nan_on_call(int(nan_step))
     cfg = load_train_config(config, overrides)
     with training_session(cfg) as trainer:
         trainer.fit()

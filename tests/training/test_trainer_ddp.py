@@ -13,16 +13,17 @@ from trainer_fixtures import REPO, TINY_CONFIG, read_records, tiny_overrides, wr
 
 DRIVER = Path(__file__).with_name("ddp_driver.py")
 STEPS = 12
+NAN_STEP = 5  # rank 1 alone sees a NaN loss here
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_stay_identical_and_the_loss_decreases(tmp_path):
+def test_two_gloo_ranks_stay_identical_skip_bad_steps_together_and_the_loss_decreases(tmp_path):
     manifest = write_caption_dataset(tmp_path / "data", count=48, seed=2)
     out = tmp_path / "run"
     overrides = tiny_overrides(manifest, out, STEPS, **{"loader.batch_size": 4, "logging.every": 3,
                                                        "checkpoint.every": 6})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(DRIVER),
-           str(TINY_CONFIG), str(tmp_path), *overrides]
+           str(TINY_CONFIG), str(tmp_path), str(NAN_STEP), *overrides]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "cpu (fp32, 2 rank(s))" in proc.stderr
@@ -37,7 +38,9 @@ def test_two_gloo_ranks_stay_identical_and_the_loss_decreases(tmp_path):
     train = read_records(out, "train")  # rank 0 alone logs (averaged over ranks) and checkpoints
     assert [r["step"] for r in train] == [3, 6, 9, 12]
     assert train[-1]["total"] < train[0]["total"]
-    assert len(read_records(out, "summary")) == 1
+    summary = read_records(out, "summary")
+    assert len(summary) == 1 and summary[0]["nonfinite_steps"] == 1
+    assert [r["step"] for r in read_records(out, "nonfinite")] == [NAN_STEP]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000006", "step_00000012"]
     final = load_file(out / "checkpoints" / "step_00000012" / "model.safetensors")
     assert all(torch.equal(final[k], rank0[k]) for k in rank0)

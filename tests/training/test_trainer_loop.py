@@ -12,7 +12,8 @@ from synseg_core import Segmenter
 from synseg_core.model import SynSeg
 from synseg_core.training import load_train_config, run_training
 from synseg_core.training.state import STATE_NAME, list_checkpoints, load_trainer_state
-from trainer_fixtures import TINY_CONFIG, load_script, read_records, tiny_overrides, write_caption_dataset
+from trainer_fixtures import TINY_CONFIG, load_script, read_records, tiny_overrides, write_caption_dataset, \
+    write_caption_shard
 
 main = load_script("train").main
 
@@ -117,6 +118,18 @@ def test_bad_samples_are_skipped_and_counted(tmp_path, capsys):
     assert read_records(out, "train")[-1]["skipped"] == 4
     printed = capsys.readouterr().out
     assert all(f"{k!r}: {v}" in printed for k, v in expected.items())
+
+
+def test_webdataset_shard_with_corrupt_images_trains_through(tmp_path):
+    shard = write_caption_shard(tmp_path / "shards" / "000000.tar", count=12, seed=4, corrupt=(2, 7))
+    out = tmp_path / "run"
+    # 3 batches of 4 = exactly the shard's 12 samples, read in order.
+    assert main(train_args(shard, out, 3, **{"data.format": "webdataset", "data.shuffle_buffer": 0,
+                                             "loader.batch_size": 4})) == 0
+    summary = read_records(out, "summary")[-1]
+    assert {k: v for k, v in summary["skipped"].items() if v} == {"corrupt_image": 2}
+    assert summary["nonfinite_steps"] == 0 and summary["empty_batches"] == 0
+    assert load_trainer_state(list_checkpoints(out)[-1][1])["data"] == {"epoch": 0, "batches": 3}
 
 
 def test_bf16_autocast_absent_pairs_and_the_evaluation_hook(manifest, tmp_path):

@@ -3,7 +3,9 @@ backgrounds, a JSONL manifest with captions and categories, and the tiny trainin
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import tarfile
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
@@ -66,6 +68,25 @@ def write_caption_dataset(folder: Path, count: int, seed: int = 0, with_categori
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return manifest
+
+
+def write_caption_shard(path: Path, count: int, seed: int = 0, corrupt: Sequence[int] = ()) -> Path:
+    """An img2dataset-style tar (`<key>.png`, `<key>.txt`, `<key>.json` with categories); the samples whose index
+    is in `corrupt` get undecodable image bytes."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for i in range(count):
+            image, caption, categories = draw_scene(rng)
+            png = io.BytesIO()
+            image.save(png, format="PNG")
+            data = b"\x89PNG\r\n\x1a\n truncated" if i in corrupt else png.getvalue()
+            members = {"png": data, "txt": caption.encode(), "json": json.dumps({"categories": categories}).encode()}
+            for ext, payload in members.items():
+                info = tarfile.TarInfo(f"{i:06d}.{ext}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return path
 
 
 def tiny_overrides(manifest: Path, output_dir: Path, max_steps: int, **extra: object) -> list[str]:
