@@ -133,7 +133,12 @@ class Trainer:
         }
 
     def resume(self, folder: str | Path | None = None) -> Path:
-        """Restore weights and trainer state from `folder` (default: the newest checkpoint in output_dir)."""
+        """Restore weights and trainer state from `folder` (default: the newest checkpoint in output_dir).
+
+        The continuation is exact with the same config, number of ranks, batch size and DataLoader workers (the
+        data position counts this rank's batches). Config differences are logged; the lr schedule follows the
+        new config, the optimiser's base learning rates come from the checkpoint.
+        """
         folder = Path(folder) if folder is not None else latest_checkpoint(self.output_dir)
         if folder is None:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.output_dir / 'checkpoints'}")
@@ -179,11 +184,11 @@ class Trainer:
         """One optimisation step on `batch` (skipped on every rank when any rank has no image or a bad loss)."""
         n_images = len(batch)
         if not all_ranks_true(n_images > 0, self.device):
-            return StepOutcome("empty", images=n_images)
+            return StepOutcome("empty")
         batch = batch.to(self.device, non_blocking=True)
-        text = self.text(batch.categories)  # frozen text tower, cached, no grad
-        absent_text, absent_owner = self._absent_inputs(batch)
         with self.precision.autocast():
+            text = self.text(batch.categories)  # frozen text tower, cached, no grad
+            absent_text, absent_owner = self._absent_inputs(batch)
             terms = self.step_module(batch.images, text, batch.owner, absent_text, absent_owner)
         losses = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         if not all_ranks_true(math.isfinite(losses["total"]), self.device):
@@ -238,8 +243,9 @@ class Trainer:
             self.scheduler.step()
             self.step += 1
             self._account(outcome)
-            if outcome.status == "ok":
-                window.add({**outcome.losses, "grad_norm": outcome.grad_norm})
+            if outcome.status == "ok":  # (an fp16 overflow step the scaler skipped has an infinite norm)
+                norm = {"grad_norm": outcome.grad_norm} if math.isfinite(outcome.grad_norm) else {}
+                window.add({**outcome.losses, **norm})
             window_images += outcome.images
             bar.update(1)
             if self.step % cfg.logging.every == 0 or self.step == end:
@@ -317,12 +323,16 @@ class Trainer:
         return self.last_checkpoint
 
     def run_evaluation(self) -> dict[str, float]:
-        """Call the evaluation hook on rank 0 (eval mode, no grad) and log what it returns."""
+        """Call the evaluation hook on rank 0 and log what it returns.
+
+        The hook runs in eval mode, without grad and inside the training autocast context (with
+        `runtime.cast_frozen_clip` the frozen CLIP is stored in bf16/fp16, so plain fp32 calls would mix dtypes).
+        """
         metrics: dict[str, float] = {}
         if self.info.is_main and self.evaluate is not None:
             self.model.eval()
             try:
-                with torch.no_grad():
+                with torch.no_grad(), self.precision.autocast():
                     metrics = {k: float(v) for k, v in self.evaluate(self.model).items()}
             finally:
                 self.model.train()

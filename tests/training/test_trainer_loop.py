@@ -4,6 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -59,7 +60,7 @@ def test_loss_goes_down_and_the_checkpoint_is_a_usable_model(manifest, tmp_path,
     folder = list_checkpoints(out)[-1][1]
     assert folder.name == "step_00000030" and load_trainer_state(folder)["data"] == {"epoch": 4, "batches": 6}  # 6 batches an epoch
     segmenter = Segmenter.from_checkpoint(folder)
-    result = segmenter.segment(torch.zeros(64, 64, 3, dtype=torch.uint8).numpy(), ["red circle", "blue square"])
+    result = segmenter.segment(np.zeros((64, 64, 3), np.uint8), ["red circle", "blue square"])
     assert result.probabilities.shape == (2, 64, 64)
 
 
@@ -140,6 +141,8 @@ def test_bf16_autocast_absent_pairs_and_the_evaluation_hook(manifest, tmp_path):
 
     def evaluate(model):
         calls.append((model.training, torch.is_grad_enabled()))
+        probabilities = model(torch.zeros(1, 3, 64, 64), torch.ones(2, 32))  # runs with the bf16-stored CLIP
+        assert probabilities.shape == (1, 2, 64, 64)
         return {"miou": 10.0 * len(calls)}
 
     start = {k: v.clone() for k, v in _trainable(cfg).items()}
@@ -153,6 +156,9 @@ def test_bf16_autocast_absent_pairs_and_the_evaluation_hook(manifest, tmp_path):
                for r in train)
     final = load_file(Path(summary.last_checkpoint) / "model.safetensors")
     assert any(not torch.equal(final[k], v) for k, v in start.items())
+    assert final["backbone.clip.visual.conv1.weight"].dtype == torch.bfloat16  # runtime.cast_frozen_clip
+    segmenter = Segmenter.from_checkpoint(summary.last_checkpoint)  # an fp32 model loads it
+    assert segmenter.segment(np.zeros((64, 64, 3), np.uint8), ["red circle"]).probabilities.shape == (1, 64, 64)
 
 
 def _trainable(cfg) -> dict[str, torch.Tensor]:
