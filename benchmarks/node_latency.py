@@ -166,8 +166,10 @@ def measure(model: str, args: argparse.Namespace, context, env: dict, folder: Pa
     worker = ThreadPoolExecutor(max_workers=1)
     try:
         index, started = 0, time.perf_counter()
-        # Until the node is up and matched, a frame may go unanswered: resend until one round trip succeeds.
-        while client.roundtrip(array_to_image(frames[0], "rgb8", Header()), index, timeout=5.0) is None:
+        # Until the node is up and matched a frame may go unanswered: resend every few seconds until any answer
+        # arrives (a slow model may answer an older frame after the next one was sent).
+        while not all(client.arrivals.values()):
+            client.roundtrip(array_to_image(frames[0], "rgb8", Header()), index, timeout=5.0)
             index += 1
             if node.process.poll() is not None or time.perf_counter() - started > args.startup_timeout:
                 raise RuntimeError("the node did not answer:\n" + "".join(node.lines))
