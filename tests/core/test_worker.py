@@ -63,21 +63,22 @@ def test_an_exception_is_counted_reported_and_the_worker_keeps_serving():
 
 
 def test_min_period_spaces_the_starts_and_drops_what_arrives_meanwhile():
-    period = 0.2
+    period = 0.3
     starts = []
     worker = LatestFrameWorker(lambda item: starts.append((item, time.monotonic())), min_period_s=period)
     worker.start()
     try:
         worker.submit("a")
         assert worker.wait_idle(TIMEOUT_S)
-        for item in ("b", "c", "d"):  # all within one period: only the newest survives
+        for item in ("b", "c", "d"):  # within one period: only the newest is sure to be served
             worker.submit(item)
         assert worker.wait_idle(TIMEOUT_S)
     finally:
         worker.stop(TIMEOUT_S)
-    assert [item for item, _ in starts] == ["a", "d"]
-    assert starts[1][1] - starts[0][1] >= period
-    assert worker.stats.dropped == 2
+    items = [item for item, _ in starts]
+    assert items[0] == "a" and items[-1] == "d"
+    assert all(later - earlier >= period for (_, earlier), (_, later) in zip(starts, starts[1:]))
+    assert worker.stats.dropped == 4 - len(items)  # usually ["a", "d"]; a stalled test thread may let "b" in
 
 
 def test_stop_discards_the_pending_item_and_joins_the_thread():
