@@ -31,6 +31,7 @@ class ModelSection:
             `{"backbone": {"pretrained": null}}`; checked like the model config itself.
         init_checkpoint: a synseg checkpoint whose weights initialise the model (must match the architecture).
         clipseg_weights: a Hugging Face CLIPSeg state dict (.safetensors or .bin) for the decoder and FiLM.
+            Both are ignored by `--resume`, which restores everything from the run's own checkpoint.
     """
 
     config: str = "vitb16-rd64-refined"

@@ -104,6 +104,8 @@ def training_session(cfg: TrainConfig, *, resume: bool = False,
         if info.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(output_dir)
+            if not resume:  # a fresh run's curves must not continue an abandoned run's (one without checkpoints)
+                (output_dir / METRICS_NAME).unlink(missing_ok=True)
             (output_dir / CONFIG_COPY_NAME).write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
         if resume:
             trainer.resume(latest_checkpoint(output_dir))

@@ -2,7 +2,7 @@
 import pytest
 
 from synseg_core.training.state import list_checkpoints
-from trainer_fixtures import TINY_CONFIG, load_script, tiny_overrides, write_caption_dataset
+from trainer_fixtures import TINY_CONFIG, load_script, read_records, tiny_overrides, write_caption_dataset
 
 train = load_script("train")
 plot_cli = load_script("plot_metrics")
@@ -46,7 +46,10 @@ def test_output_dir_guard_and_resume_without_a_checkpoint(manifest, tmp_path, ca
     args = ["--config", str(TINY_CONFIG), *tiny_overrides(manifest, tmp_path / "run", 2)]
     assert train.main([*args, "--resume"]) == 2
     assert "--resume: no checkpoint in" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"type": "train", "step": 99, "total": 1.0}\n')  # abandoned
     assert train.main(args) == 0
+    assert [r["step"] for r in read_records(tmp_path / "run", "train")] == [2]
     assert train.main(args) == 2  # a second fresh run would mix with the first one's checkpoints
     assert "already holds checkpoints (latest: step 2); pass --resume" in capsys.readouterr().err
     assert train.main([*args, "--resume"]) == 0  # nothing left to do: max_steps reached
