@@ -13,7 +13,8 @@ want="$(cat "${reqs[@]}" setup.py setup.cfg package.xml | sha256sum | cut -d' ' 
 step() { echo "[setup] $*"; }
 fail() { echo "[setup] FAILED: $*" >&2; exit 1; }
 
-installed() { "$venv/bin/python" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('synseg_core') and u.find_spec('synseg_ros')))" 2>/dev/null; }
+# Checked from / so the checkout itself is not on sys.path: only a working editable install passes.
+installed() { (cd / && "$venv/bin/python" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('synseg_core') and u.find_spec('synseg_ros')))") 2>/dev/null; }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ] && installed; then
   step "environment up to date ($venv)"
   exit 0
