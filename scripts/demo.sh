@@ -6,6 +6,7 @@
 #   scripts/demo.sh                  # bundled demo model + 12 synthetic frames -> runs/demo/
 #   scripts/demo.sh --short          # 3 frames (CI)
 #   scripts/demo.sh --out DIR --query "red circle, green star"
+#   scripts/demo.sh --demo DIR      # another demo folder (model/, frames/, node_params.yaml)
 #   scripts/demo.sh --openai         # needs internet: open_clip ViT-B/16 `openai` + CLIPSeg decoder on real photos
 #   scripts/demo.sh --openai --model-config tiny-test --clipseg FILE --photos-dir DIR   # the same path offline
 #
@@ -27,8 +28,9 @@ while [ $# -gt 0 ]; do
     --short) limit=(--limit 3); shift ;;
     --out) out="$2"; shift 2 ;;
     --query) query=(--query "$2"); shift 2 ;;
+    --demo) demo="$(cd "$2" && pwd)"; shift 2 ;;
     --openai) openai=1; shift; openai_args=("$@"); break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "[demo] unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -21,7 +21,7 @@ import synseg_core
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..evaluation.datasets import read_image, read_label
 from ..evaluation.metrics import ConfusionMatrix
-from ..synthetic import SceneGenerator
+from ..synthetic import SceneGenerator, get_domain
 from ..synthetic.writers import BACKGROUND, CLASSES_FILE
 from .scoring import foreground_iou
 
@@ -30,7 +30,7 @@ IMAGES, LABELS, QUERY_FILE, NODE_PARAMS_FILE = "images", "labels", "query.txt", 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # A query of six things (two of them never seen with a mask in stage 2) for the bundled frames.
 DEFAULT_QUERY = ("red circle", "blue square", "yellow circle", "green star", "purple triangle", "orange cross")
-MAX_SCENES_SCANNED = 100_000
+MAX_SCENES_SCANNED = 20_000
 
 
 @dataclass
@@ -50,10 +50,16 @@ def write_demo_frames(out_dir: str | Path, query: Sequence[str], count: int, ima
     """Write `count` generated scenes whose objects are all query categories, with their ground truth.
 
     Raises:
-        ValueError: a bad count, or no such scenes among the first MAX_SCENES_SCANNED.
+        ValueError: a bad count, a query that is not thing categories of the domain, or too few such scenes among
+            the first MAX_SCENES_SCANNED.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    things = get_domain(domain).things()
+    unknown = [c for c in query if c not in things]
+    if unknown or not query:
+        raise ValueError(f"query {list(query)}: {unknown or 'it is empty'}; the frames' query must list thing "
+                         f"categories of domain {domain!r}: {things}")
     out = Path(out_dir)
     (out / IMAGES).mkdir(parents=True, exist_ok=True)
     (out / LABELS).mkdir(exist_ok=True)
@@ -120,6 +126,7 @@ def export_demo_model(checkpoint: str | Path, out_dir: str | Path, background_th
     background threshold as its default, and where it came from (`provenance`) in its metadata."""
     model = load_checkpoint(checkpoint)
     model.cfg.inference.background_threshold = float(background_threshold)
+    model.cfg.inference.mask_threshold = float(background_threshold)  # masks agree with the label image
     return save_checkpoint(model.to(dtype), out_dir, extra=provenance)
 
 

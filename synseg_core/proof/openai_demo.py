@@ -22,12 +22,13 @@ DEFAULT_PHOTOS = (
 )
 DEFAULT_QUERY = ("cat", "remote control", "couch", "person", "oven", "refrigerator")
 DOWNLOAD_TIMEOUT_S = 60
+STATE_DICT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 def clipseg_state_dict(source: str) -> dict:
     """A CLIPSeg state dict from a local .safetensors/.bin file, or from a Hugging Face hub id (downloads)."""
-    if Path(source).is_file():
-        return read_state_dict(source)
+    if Path(source).is_file() or Path(source).suffix in STATE_DICT_SUFFIXES:
+        return read_state_dict(source)  # a missing file is a CheckpointError naming it, not a hub lookup
     from transformers import CLIPSegForImageSegmentation  # lazy: only this path needs transformers and the hub
 
     return CLIPSegForImageSegmentation.from_pretrained(source).state_dict()

@@ -34,7 +34,8 @@ def stage3_run(variant: str, lr: float, seed: int, weight: float | None = None) 
         raise ValueError(f"unknown stage-3 variant {variant!r}; valid ones are {list(VARIANTS)}")
     weighted = {"area": "area_weight", "absent": "absent_weight"}
     if (weight is None) == (variant in weighted):
-        raise ValueError(f"variant {variant!r} {'needs' if variant in weighted else 'takes no'} an extension weight")
+        raise ValueError(f"variant {variant!r} {'needs an' if variant in weighted else 'takes no'} extension weight "
+                         f"(the weighted ones are {sorted(weighted)})")
     overrides = list(VARIANTS[variant][1]) + [f"optim.lr={lr:g}"]
     name = f"{variant}_lr{lr:g}"
     if weight is not None:

@@ -143,11 +143,13 @@ class SupervisedTrainer:
         self.step += 1
         return loss.item()
 
-    def fit(self, progress: bool = True) -> None:
+    def fit(self, progress: bool = True, stop_at: int | None = None) -> None:
+        """Train to the schedule's end, or only to `stop_at` (with a checkpoint there, to resume later)."""
         total = self.cfg.schedule.max_steps
+        end = total if stop_at is None else min(stop_at, total)
         window: list[float] = []
         with tqdm(total=total, initial=self.step, desc="mask training", unit="step", disable=not progress) as bar:
-            while self.step < total:
+            while self.step < end:
                 window.append(self.train_step())
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == total:
@@ -155,14 +157,14 @@ class SupervisedTrainer:
                                      lr=self.optimizer.param_groups[0]["lr"])
                     bar.set_postfix(loss=f"{sum(window) / len(window):.4f}", refresh=False)
                     window = []
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == total:
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
                     state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
                              "scheduler": self.scheduler.state_dict(), "config": dataclasses.asdict(self.cfg)}
                     save_training_checkpoint(self.out_dir, self.step, self.model, state, self.cfg.keep_last)
 
 
 def train_supervised(model_config: SynSegConfig, split_dir: str | Path, out_dir: str | Path, cfg: SupervisedConfig,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, stop_at: int | None = None) -> Path | None:
     """Train (or resume, or skip when finished) one mask-supervised run.
 
     Writes ``out_dir/model/`` (a synseg checkpoint) and ``out_dir/clipseg_decoder.safetensors``.
@@ -172,9 +174,10 @@ def train_supervised(model_config: SynSegConfig, split_dir: str | Path, out_dir:
         split_dir: a segmentation split (see `MaskPairs`).
         out_dir: run folder (resumes from its newest checkpoint).
         cfg: run settings.
+        stop_at: checkpoint and return None after this step (continue later by calling again without it).
 
     Returns:
-        the folder of the final synseg checkpoint.
+        the folder of the final synseg checkpoint (None when stopped early).
     """
     out = Path(out_dir)
     final = out / FINAL_DIR
@@ -192,7 +195,9 @@ def train_supervised(model_config: SynSegConfig, split_dir: str | Path, out_dir:
         remove_stale_temporaries(out)
         trainer = SupervisedTrainer(model, data, cfg, out)
         trainer.resume()
-        trainer.fit(progress)
+        trainer.fit(progress, stop_at)
+        if trainer.step < cfg.schedule.max_steps:
+            return None
         export_clipseg_decoder(model, out / CLIPSEG_FILE)
         save_checkpoint(model.eval(), final, extra={"stage": "mask-supervised", "steps": trainer.step,
                                                     "split": str(split_dir)})
