@@ -21,7 +21,7 @@ import torch
 import synseg_core
 from ..checkpoint import save_checkpoint
 from ..clipseg_import import import_clipseg_decoder
-from ..config import ConfigError, SynSegConfig, load_config_file
+from ..config import SynSegConfig, load_config_file
 from ..model import SynSeg
 from ..synthetic import SceneGenerator, write_split
 from ..synthetic.clip_model import CLIP_CONFIG_FILE, CLIP_WEIGHTS_FILE, FAST_OVERRIDES, ClipPretrainConfig, \
@@ -58,8 +58,9 @@ def clipseg_layers(depth: int) -> list[int]:
 
 
 def proof_model_config(clip_config: dict, cfg: ChainConfig) -> dict:
-    """The SynSeg model config of the miniature: the stage-1 CLIP (weights next to the file) and the decoder."""
-    size = cfg.data.image_size
+    """The SynSeg model config of the miniature: the stage-1 CLIP (weights next to the file) and the decoder, at the
+    CLIP's input size (whole images at inference: the test images have that size)."""
+    size = clip_config["vision_cfg"]["image_size"]
     return {
         "name": "synthetic-proof",
         "backbone": {"model_name": None, "pretrained": None, "clip_config": clip_config, "weights": CLIP_WEIGHTS_FILE,
@@ -130,24 +131,26 @@ class ProofChain:
                     shutil.copy2(bundled / name, dest / name)
             source = str(bundled)
         else:
-            split = self._split("stage1_captions", s1.captions)
             settings = config_with_overrides(ClipPretrainConfig(), {**(FAST_OVERRIDES if s1.fast else {}),
                                                                    **s1.overrides})
+            split = self._split("stage1_captions", s1.captions, settings.image_size)
             train_clip(settings, [split], dest, progress=self.progress)
             source = "trained here: " + json.dumps(settings.to_dict())
         clip_config = json.loads((dest / CLIP_CONFIG_FILE).read_text())
-        if clip_config["vision_cfg"]["image_size"] != self.cfg.data.image_size:
-            raise ConfigError(f"the stage-1 CLIP takes {clip_config['vision_cfg']['image_size']}-px images but "
-                              f"data.image_size is {self.cfg.data.image_size}; make them equal")
         self.model_config_path.write_text(json.dumps(proof_model_config(clip_config, self.cfg), indent=1) + "\n")
         metrics = dest / METRICS_FILE
         return {"source": source, "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None}
 
-    def _split(self, name: str, count: int) -> Path:
+    @property
+    def image_size(self) -> int:
+        """The stage-1 CLIP's input size: the size of every generated image."""
+        return self.model_config().preprocess.train_size
+
+    def _split(self, name: str, count: int, image_size: int | None = None) -> Path:
         domains, kind, label_mode, offset = SPLITS[name]
         folder = self.data / name
         if not (folder / MANIFEST_FILE).is_file():
-            generator = SceneGenerator(list(domains), self.cfg.data.image_size, self.cfg.data.seed + offset)
+            generator = SceneGenerator(list(domains), image_size or self.image_size, self.cfg.data.seed + offset)
             write_split(folder, generator, count, kind, label_mode, progress=self.progress)
         return folder
 
@@ -182,7 +185,8 @@ class ProofChain:
     def stage3_paths(self, config: str | None = None) -> Stage3Paths:
         return Stage3Paths(config=Path(config or self.cfg.stage3.config), model_config=self.model_config_path,
                            clipseg_weights=Path(self.stage2_info["clipseg_weights"]),
-                           captions=self.data / "target_train" / CAPTIONS_FILE, root=self.out / "stage3")
+                           captions=self.data / "target_train" / CAPTIONS_FILE, image_size=self.image_size,
+                           root=self.out / "stage3")
 
     def _train(self, run) -> dict:
         val = custom_dataset(self.data / "target_val")

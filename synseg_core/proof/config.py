@@ -17,12 +17,9 @@ BUNDLED_STAGE1 = "resources/demo/stage1"
 
 @dataclass
 class DataSection:
-    """Split sizes (images) and the base seed; every split gets its own seed (base + a fixed offset).
+    """Split sizes (images) and the base seed; every split gets its own seed (base + a fixed offset). The images
+    have the stage-1 CLIP's input size."""
 
-    ``image_size`` must equal the stage-1 CLIP's input size.
-    """
-
-    image_size: int = 128
     source_masks: int = 3000
     target_train: int = 4000
     target_val: int = 150
@@ -100,7 +97,7 @@ class ChainConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        counts = {k: v for k, v in dataclasses.asdict(self.data).items() if k not in ("seed", "image_size")}
+        counts = {k: v for k, v in dataclasses.asdict(self.data).items() if k != "seed"}
         bad = {k: v for k, v in counts.items() if v < 1}
         if bad:
             raise ConfigError(f"data split sizes must be >= 1, got {bad}")
@@ -129,7 +126,7 @@ def full_chain() -> ChainConfig:
 def fast_chain() -> ChainConfig:
     """Tiny everything, for CI: every row with finite numbers in a few minutes, no claim about quality."""
     return ChainConfig(
-        data=DataSection(image_size=64, source_masks=160, target_train=96, target_val=24, target_test=24),
+        data=DataSection(source_masks=160, target_train=96, target_val=24, target_test=24),
         # Wider than the stage-1 trainer's own FAST_OVERRIDES: the init must tell colours apart to beat the floor.
         stage1=Stage1Section(bundled=False, captions=512, fast=True,
                              overrides={"image_size": 64, "steps": 300, "batch_size": 32, "warmup_steps": 20,

@@ -39,12 +39,14 @@ class Stage3Run:
 
 @dataclass
 class Stage3Paths:
-    """Inputs every run shares: the training YAML, the model config, the stage-2 CLIPSeg file, the captions."""
+    """Inputs every run shares: the training YAML, the model config, the stage-2 CLIPSeg file, the captions and
+    their image size (the model's train size)."""
 
     config: Path
     model_config: Path
     clipseg_weights: Path
     captions: Path
+    image_size: int
     root: Path = field(default=Path("stage3"))
 
 
@@ -53,7 +55,7 @@ def train_arguments(run: Stage3Run, paths: Stage3Paths) -> list[str]:
     clipseg = str(paths.clipseg_weights) if run.from_init else "null"
     return ["--config", str(paths.config), f"output_dir={paths.root / run.name}", f"seed={run.seed}",
             f"data.seed={run.seed}", f"model.config={paths.model_config}", f"model.clipseg_weights={clipseg}",
-            f"data.path={paths.captions}", *run.overrides]
+            f"data.path={paths.captions}", f"data.augment.image_size={paths.image_size}", *run.overrides]
 
 
 def validation_hook(dataset: SegmentationDataset, thresholds: Sequence[float]):
