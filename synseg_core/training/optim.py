@@ -38,7 +38,8 @@ def build_optimizer(named: dict[str, nn.Parameter], cfg: OptimConfig) -> torch.o
     groups = parameter_groups(named, cfg)
     if not groups:
         raise ValueError("no trainable parameters: every parameter has requires_grad=False")
-    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps)
+    # The fused kernel (CPU and CUDA) runs one pass over all tensors instead of ~6 ops per tensor.
+    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, fused=True)
 
 
 def warmup_cosine(base_lr: float, schedule: ScheduleConfig) -> Callable[[int], float]:

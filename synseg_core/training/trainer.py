@@ -197,7 +197,7 @@ class Trainer:
         scaler.scale(terms["total"]).backward()
         scaler.unscale_(self.optimizer)
         max_norm = self.cfg.optim.grad_clip_norm or math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True))
         # With fp16 the scaler skips overflowing steps itself and lowers its scale; otherwise a bad gradient
         # (identical on every rank after DDP's all-reduce) is a skipped step.
         if not math.isfinite(grad_norm) and not scaler.is_enabled():
