@@ -5,6 +5,10 @@ activate = subscribe to images and start the worker; deactivate = stop; cleanup 
 With `autostart` (default) `synseg_node` configures and activates itself, so a plain launch just works.
 Topics: input `image` (+ `image/compressed`), query `/synseg/query`, outputs `~/labels`, `~/masks`,
 `~/confidence`, `~/overlay`, `~/label_info` (+ `~/vision_label_info`), and `/diagnostics`.
+With the `cameras` parameter (e.g. [front, rear]) each camera reads `<name>/image` (+ `<name>/image/compressed`)
+and publishes `<name>/labels`, `<name>/masks`, `<name>/confidence`, `<name>/overlay`; one model serves them all,
+their frames batched together (synseg_ros/camera_group.py); the query, label_info and /diagnostics (one status
+per camera) stay shared.
 Output encodings are documented in synseg_ros/outputs.py, parameters in config/synseg.yaml. The active query
 is the latest accepted one from the query topic or the `categories` parameter (label_info always shows it);
 `ros2 param get categories` shows the parameter, which a later query on the topic may have replaced.
@@ -20,6 +24,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -31,10 +36,13 @@ import synseg_ros
 from synseg_core.query import QueryError, parse_query
 from synseg_core.segmenter import Segmenter
 from synseg_ros.camera import CameraPipeline, incompatible_qos_warning
+from synseg_ros.camera_group import CameraGroup
 from synseg_ros.diagnostics import diagnostic_status
 from synseg_ros.outputs import label_info_json, vision_label_info, vision_label_info_type
-from synseg_ros.parameters import (LIVE_PARAMETERS, PARAMETER_NAMES, NodeParameters, ParameterError, declare_parameters,
-                                   parameters_from_values, read_parameters)
+from synseg_ros.parameters import (LIVE_CAMERA_OVERRIDES, LIVE_PARAMETERS, PARAMETER_NAMES, CameraSettings,
+                                   NodeParameters, ParameterError, camera_settings, declare_camera_overrides,
+                                   declare_parameters, parameters_from_values, read_camera_overrides,
+                                   read_parameters, split_camera_override)
 from synseg_ros.throttled_log import ThrottledLog
 
 NODE_NAME = "synseg"
@@ -51,7 +59,7 @@ class SynSegNode(LifecycleNode):
         declare_parameters(self)
         self.params: NodeParameters | None = None  # the configured values (None while unconfigured)
         self.segmenter: Segmenter | None = None
-        self.cameras: list[CameraPipeline] = []
+        self.group: CameraGroup | None = None  # the cameras and their batching scheduler (while configured)
         self._categories: tuple[str, ...] = ()
         self._rejected_queries = 0
         self._active = False
@@ -60,6 +68,11 @@ class SynSegNode(LifecycleNode):
         self._vision_type = vision_label_info_type()
         self._log_error = ThrottledLog(self.get_logger().error, NodeParameters().log_throttle_s)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    @property
+    def cameras(self) -> list[CameraPipeline]:
+        """The camera pipelines (one without the `cameras` parameter; none while unconfigured)."""
+        return self.group.pipelines if self.group is not None else []
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -72,7 +85,9 @@ class SynSegNode(LifecycleNode):
         try:
             params = read_parameters(self)
             initial = parse_query(params.categories, params.query_limits()) if params.categories.strip() else None
-        except (ParameterError, QueryError) as exc:
+            declare_camera_overrides(self, params.cameras)  # rejects a bad override given in YAML or -p
+            cameras = camera_settings(params, read_camera_overrides(self, params.cameras))
+        except (ParameterError, QueryError, InvalidParameterValueException) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         try:
@@ -84,15 +99,14 @@ class SynSegNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.params = params
         self._log_error.period_s = params.log_throttle_s
-        self._create_interfaces(params)
+        self._create_interfaces(params, cameras)
         if initial is not None:
             self._set_categories(initial, "parameter 'categories'")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the lifecycle publishers
-        for camera in self.cameras:
-            camera.activate()
+        self.group.activate()
         self._active = True
         self._publish_label_info()
         self.get_logger().info(f"active: reading {', '.join(self._image_topics())}; "
@@ -101,8 +115,7 @@ class SynSegNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        for camera in self.cameras:
-            camera.deactivate()
+        self.group.deactivate()
         self.get_logger().info("inactive: image subscriptions closed")
         return super().on_deactivate(state)
 
@@ -145,7 +158,7 @@ class SynSegNode(LifecycleNode):
             f"backend {backend.name} ({backend.precision}, {backend.device})"
             + (f"; warm-up {1000 * (time.perf_counter() - loaded):.0f} ms" if params.warmup else ""))
 
-    def _create_interfaces(self, params: NodeParameters) -> None:
+    def _create_interfaces(self, params: NodeParameters, cameras: list[CameraSettings]) -> None:
         self._label_info_pub = self.create_lifecycle_publisher(String, "~/label_info", LATCHED)
         if self._vision_type is not None:
             self._vision_pub = self.create_lifecycle_publisher(self._vision_type, "~/vision_label_info", LATCHED)
@@ -158,14 +171,14 @@ class SynSegNode(LifecycleNode):
                 self, params.query_topic, "Publish queries with reliable + transient_local QoS, e.g. "
                 f"ros2 topic pub --once --qos-durability transient_local --qos-reliability reliable "
                 f"{params.query_topic} std_msgs/String \"data: 'person, chair'\""))
-        self.cameras = [CameraPipeline(self, self.segmenter, params, lambda: self._categories)]
+        self.group = CameraGroup(self, self.segmenter, params, cameras, lambda: self._categories)
 
     def release(self) -> None:
         """Stop everything and release the model (cleanup, shutdown and error all end here)."""
         self._active = False
-        for camera in self.cameras:
-            camera.destroy()
-        self.cameras = []
+        if self.group is not None:
+            self.group.destroy()
+        self.group = None
         for timer in [self._diagnostics_timer] if self._diagnostics_timer else []:
             self.destroy_timer(timer)
         if self._query_sub is not None:
@@ -223,50 +236,59 @@ class SynSegNode(LifecycleNode):
         """Validate every change; live ones (LIVE_PARAMETERS) apply now, the rest at the next configure."""
         values = {name: self.get_parameter(name).value for name in PARAMETER_NAMES}
         values.update({p.name: p.value for p in changes if p.name in PARAMETER_NAMES})
+        overrides = {p.name: p.value for p in changes if split_camera_override(p.name)}
         try:
             new = parameters_from_values(values)
             query = next((p.value for p in changes if p.name == "categories"), None)
             categories = parse_query(query, new.query_limits()) if query is not None else None
+            camera_settings(new, {**read_camera_overrides(self, new.cameras), **overrides})  # validates overrides
         except (ParameterError, QueryError) as exc:
             if any(p.name == "categories" for p in changes):
                 self._rejected_queries += 1
             return SetParametersResult(successful=False, reason=str(exc))
         if self.params is not None:
-            self._apply_live(new, [p.name for p in changes])
+            self._apply_live(new, [p.name for p in changes], overrides)
         if categories is not None and tuple(categories) != self._categories:
             self._set_categories(categories, "parameter 'categories'")
         return SetParametersResult(successful=True)
 
-    def _apply_live(self, new: NodeParameters, names: list[str]) -> None:
+    def _apply_live(self, new: NodeParameters, names: list[str], overrides: dict[str, object]) -> None:
         live = {name: getattr(new, name) for name in names if name in LIVE_PARAMETERS}
-        later = sorted(set(names) - LIVE_PARAMETERS)
+        live_overrides = {name for name in overrides if split_camera_override(name)[1] in LIVE_CAMERA_OVERRIDES}
+        later = sorted(set(names) - LIVE_PARAMETERS - live_overrides)
         if later:
             self.get_logger().info(f"parameter(s) {later} take effect at the next configure")
         self.params = dataclasses.replace(self.params, **live)
         self._log_error.period_s = self.params.log_throttle_s
         if self.segmenter is not None:
             self.segmenter.inference = self.params.inference_config(self.segmenter.inference)
-        for camera in self.cameras:
-            camera.params = self.params
+        if self.group is not None:
+            # Only the live overrides change now; the others stay as configured until the next configure.
+            current = read_camera_overrides(self, self.params.cameras)
+            current.update({name: value for name, value in overrides.items() if name in live_overrides})
+            self.group.update(self.params, camera_settings(self.params, current))
 
     # ---- diagnostics -----------------------------------------------------------------------------------------
 
     def _image_topics(self) -> list[str]:
-        return [self.resolve_topic_name(camera.input_topic) for camera in self.cameras]
+        return [camera.topic for camera in self.cameras]
 
     def _publish_diagnostics(self) -> None:
-        if self._diagnostics_pub is None or self.segmenter is None or self.params is None:
+        if self._diagnostics_pub is None or self.segmenter is None or self.params is None or self.group is None:
             return
-        backend = self.segmenter.backend
+        backend, batches = self.segmenter.backend, self.group.batch_stats
         info = {"backend": backend.name, "precision": backend.precision, "device": str(backend.device),
                 "model": self.segmenter.model.cfg.name, "checkpoint": self.params.checkpoint,
-                "rejected_queries": self._rejected_queries, "active": self._active}
+                "rejected_queries": self._rejected_queries, "active": self._active,
+                "cameras": len(self.cameras), "batches": batches.batches, "batched_frames": batches.items,
+                "largest_batch": batches.largest}
         array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()))
-        for camera, topic in zip(self.cameras, self._image_topics()):
+        for camera, snapshot in self.group.snapshots():
             array.status.append(diagnostic_status(
-                f"{self.get_fully_qualified_name()}: {topic}", self.params.device, camera.snapshot(), info,
-                active=self._active, num_categories=len(self._categories),
-                stale_after_s=self.params.stale_image_timeout_s, image_topic=topic))
+                f"{self.get_fully_qualified_name()}: {camera.topic}", self.params.device, snapshot,
+                {"camera": camera.settings.name, **info} if camera.settings.name else info, active=self._active,
+                num_categories=len(self._categories), stale_after_s=self.params.stale_image_timeout_s,
+                image_topic=camera.topic))
         self._diagnostics_pub.publish(array)
 
 

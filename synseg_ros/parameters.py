@@ -3,13 +3,18 @@
 `config/synseg.yaml` restates these defaults for users; the dataclass is the source of truth in code, and the
 inference defaults come from `synseg_core.config.InferenceConfig`. Every value is checked at configure time and
 on `ros2 param set`; a problem is reported as "parameter 'x' is <value>; <what is allowed>".
+
+Cameras: `cameras` empty = one camera on `image` with outputs under `~/`; a list of names = one pipeline per name
+on `<name>/image` with outputs under `<name>/`, all batched through one model. Each camera may override
+`image_reliability`, `image_depth` and `max_rate_hz` with the parameters `<name>.<parameter>` (in YAML a nested
+block under the camera's name); an unset override follows the node-wide value.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -27,6 +32,9 @@ PRECISIONS = ("fp32", "fp16")
 RELIABILITIES = ("best_effort", "reliable")
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 _TOPIC = re.compile(r"^[~/]?[A-Za-z_][A-Za-z0-9_/]*$")
+_CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # one topic-name token, also usable in parameter names
+CAMERA_OVERRIDES = ("image_reliability", "image_depth", "max_rate_hz")  # per-camera `<name>.<parameter>`
+_LIST_ITEM_TYPES = {"warmup_size": int, "cameras": str}
 
 
 class ParameterError(ValueError):
@@ -65,6 +73,10 @@ class NodeParameters:
     compressed_input: bool = False
     max_image_pixels: int = MAX_IMAGE_PIXELS
     max_rate_hz: float = 0.0  # 0 = as fast as inference allows
+    # Cameras: [] = one camera on `image` (outputs under ~/); names = `<name>/image` -> `<name>/labels`, ...
+    cameras: list[str] = field(default_factory=list)
+    batch_window_ms: float = 10.0  # how long a frame waits at most for frames of the other cameras
+    max_batch_frames: int = 0  # most camera frames in one batch (0 = one from every camera)
     # Outputs (each is also only computed while someone subscribes).
     publish_labels: bool = True
     publish_masks: bool = True
@@ -119,7 +131,11 @@ DESCRIPTIONS = {
     "image_depth": "image subscription queue depth (>= 1)",
     "compressed_input": "also subscribe to image/compressed (sensor_msgs/CompressedImage)",
     "max_image_pixels": "images with more pixels are rejected",
-    "max_rate_hz": "most frames processed per second (0 = no limit)",
+    "max_rate_hz": "most frames processed per second, per camera (0 = no limit)",
+    "cameras": "camera names; [] = one camera on 'image' (outputs under ~/); each name reads <name>/image and "
+               "publishes <name>/labels, <name>/masks, <name>/confidence, <name>/overlay",
+    "batch_window_ms": "how long a camera's frame waits at most for frames of the other cameras (one batch)",
+    "max_batch_frames": "most camera frames in one batch (0 = one from every camera)",
     "publish_labels": "publish ~/labels (mono8/mono16)",
     "publish_masks": "publish ~/masks (8UC<K>, channel c = category c + 1)",
     "publish_confidence": "publish ~/confidence (32FC1)",
@@ -139,7 +155,61 @@ LIVE_PARAMETERS = frozenset({"categories", "mask_threshold", "background_thresho
                              "publish_overlay", "log_throttle_s"})
 
 
+CAMERA_DESCRIPTIONS = {
+    "image_reliability": "this camera's image subscription reliability (unset = the node's image_reliability)",
+    "image_depth": "this camera's image subscription queue depth (unset = the node's image_depth)",
+    "max_rate_hz": "most frames of this camera processed per second (unset = the node's max_rate_hz)",
+}
+LIVE_CAMERA_OVERRIDES = frozenset({"max_rate_hz"})
+
 PARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(NodeParameters))
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """One camera's topics and its input settings (node-wide values with its overrides applied)."""
+
+    name: str  # "" for the single camera of a node without `cameras`
+    input_topic: str  # relative: "image" or "<name>/image"
+    output_prefix: str  # "~/" or "<name>/"
+    image_reliability: str
+    image_depth: int
+    max_rate_hz: float
+
+
+def camera_override_name(camera: str, parameter: str) -> str:
+    return f"{camera}.{parameter}"
+
+
+def split_camera_override(name: str) -> tuple[str, str] | None:
+    """(camera, parameter) when `name` is a per-camera override such as "front.max_rate_hz", else None."""
+    camera, dot, parameter = name.rpartition(".")
+    return (camera, parameter) if dot and camera and parameter in CAMERA_OVERRIDES else None
+
+
+def camera_settings(params: NodeParameters, overrides: Mapping[str, Any]) -> list[CameraSettings]:
+    """The cameras of `params` with their overrides ({"front.max_rate_hz": 5.0, ...}; None = unset) applied.
+
+    Raises ParameterError naming every bad override.
+    """
+    node_wide = {name: getattr(params, name) for name in CAMERA_OVERRIDES}
+    if not params.cameras:
+        return [CameraSettings("", "image", "~/", **node_wide)]
+    problems, cameras = [], []
+    for camera in params.cameras:
+        values = dict(node_wide)
+        for name in CAMERA_OVERRIDES:
+            value = overrides.get(camera_override_name(camera, name))
+            if value is not None:
+                values[name], problem = _coerce(camera_override_name(camera, name), value, node_wide[name])
+                problems += [problem] if problem else []
+        if not problems:
+            problems += _check_values(dataclasses.replace(params, **values), prefix=f"{camera}.",
+                                      names=CAMERA_OVERRIDES)
+        cameras.append(CameraSettings(camera, f"{camera}/image", f"{camera}/", **values))
+    if problems:
+        raise ParameterError("invalid parameter(s): " + "; ".join(problems))
+    return cameras
 
 
 def declare_parameters(node: Node) -> None:
@@ -156,6 +226,23 @@ def declare_parameters(node: Node) -> None:
 def read_parameters(node: Node) -> NodeParameters:
     """The node's current parameter values, validated (raises ParameterError)."""
     return parameters_from_values({name: node.get_parameter(name).value for name in list(PARAMETER_NAMES)})
+
+
+def declare_camera_overrides(node: Node, cameras: Iterable[str]) -> None:
+    """Declare `<camera>.<parameter>` for each camera, unset unless given (YAML or -p); the node-wide value applies."""
+    for camera in cameras:
+        for name in CAMERA_OVERRIDES:
+            full = camera_override_name(camera, name)
+            if not node.has_parameter(full):
+                node.declare_parameter(full, None, ParameterDescriptor(description=CAMERA_DESCRIPTIONS[name],
+                                                                       dynamic_typing=True))
+
+
+def read_camera_overrides(node: Node, cameras: Iterable[str]) -> dict[str, Any]:
+    """The declared per-camera overrides of `cameras` that are set ({"front.max_rate_hz": 5.0, ...})."""
+    names = [camera_override_name(camera, name) for camera in cameras for name in CAMERA_OVERRIDES]
+    return {name: node.get_parameter(name).value for name in names
+            if node.has_parameter(name) and node.get_parameter(name).value is not None}
 
 
 def parameters_from_values(values: dict[str, Any]) -> NodeParameters:
@@ -187,21 +274,31 @@ def _coerce(name: str, value: Any, default: Any) -> tuple[Any, str | None]:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, list):
-        value = list(value) if isinstance(value, (list, tuple)) else value
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        # ROS has no type for an empty list: `cameras: []` in YAML arrives as an unset (None) parameter.
+        value = list(value) if isinstance(value, (list, tuple)) else [] if value is None else value
+        item = _LIST_ITEM_TYPES[name]
+        ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
     else:
         ok = isinstance(value, str)
     if ok:
         return value, None
-    return value, (f"parameter '{name}' is {value!r} ({type(value).__name__}); "
-                   f"it must be of type {type(default).__name__}")
+    expected = f"list of {_LIST_ITEM_TYPES[name].__name__}" if isinstance(default, list) else type(default).__name__
+    return value, f"parameter '{name}' is {value!r} ({type(value).__name__}); it must be of type {expected}"
 
 
-def _check_values(p: NodeParameters) -> Iterable[str]:
-    """Yield one message per invalid value."""
-    def bad(name: str, allowed: str) -> str:
-        return f"parameter '{name}' is {getattr(p, name)!r}; {allowed}"
+def _check_values(p: NodeParameters, prefix: str = "",
+                  names: Iterable[str] = PARAMETER_NAMES) -> Iterable[str]:
+    """Yield one message per invalid value among `names`, each named `<prefix><name>` (prefix for overrides)."""
+    checked = set(names)
 
+    def bad(name: str, allowed: str) -> str | None:
+        return f"parameter '{prefix}{name}' is {getattr(p, name)!r}; {allowed}" if name in checked else None
+
+    return [problem for problem in _problems(p, bad) if problem is not None]
+
+
+def _problems(p: NodeParameters, bad: Callable[[str, str], str | None]) -> Iterable[str | None]:
+    """Yield bad(name, allowed) for every invalid value (bad returns None for names not being checked)."""
     if not p.cache_dir.strip():
         yield bad("cache_dir", "give a folder for ONNX exports and TensorRT engines")
     if not p.checkpoint.strip():
@@ -229,11 +326,23 @@ def _check_values(p: NodeParameters) -> Iterable[str]:
         yield bad("max_category_length", f"it must be within [1, {MAX_CATEGORY_LENGTH}]")
     if not _TOPIC.match(p.query_topic) or "//" in p.query_topic or p.query_topic.endswith("/"):
         yield bad("query_topic", "give a valid ROS topic name such as '/synseg/query'")
-    for name in ("max_rate_hz", "log_throttle_s"):
+    for name in ("max_rate_hz", "log_throttle_s", "batch_window_ms", "max_batch_frames"):
         if getattr(p, name) < 0:
             yield bad(name, "it must be >= 0")
+    yield from _camera_name_problems(p, bad)
     for name in ("diagnostics_period_s", "stale_image_timeout_s"):
         if getattr(p, name) <= 0:
             yield bad(name, "it must be > 0")
     if len(p.warmup_size) != 2 or min(p.warmup_size) < 1:
         yield bad("warmup_size", "give [height, width], both >= 1")
+
+
+def _camera_name_problems(p: NodeParameters, bad: Callable[[str, str], str | None]) -> Iterable[str | None]:
+    for position, camera in enumerate(p.cameras, start=1):
+        if not camera.strip():
+            yield bad("cameras", f"camera name {position} is empty; give each camera a name")
+        elif not _CAMERA_NAME.match(camera):
+            yield bad("cameras", f"camera name {camera!r} is not allowed: a name starts with a letter followed by "
+                                 "letters, digits or underscores (it becomes a topic namespace)")
+        elif p.cameras.index(camera) < position - 1:
+            yield bad("cameras", f"camera name {camera!r} appears more than once; names must be unique")

@@ -1,0 +1,123 @@
+"""The node's cameras around one batching scheduler: frames of all cameras go through the model together.
+
+Each camera keeps its newest frame (latest-frame policy, drops counted per camera); `synseg_core.scheduling`
+decides when the frames form a batch (batch window, round-robin fairness, per-camera rate limits). On the
+scheduler's thread, per batch: each camera converts its own frame (a bad frame is counted on its camera and left
+out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution)
+-> each camera builds and publishes its outputs with its own header. With one camera this is the single-camera
+node's latest-frame worker (batches of one, no waiting).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from rclpy.lifecycle import LifecycleNode
+
+from synseg_core.scheduling import BatchScheduler, BatchStats
+from synseg_core.segmenter import Segmenter
+from synseg_ros.camera import CameraPipeline, Frame
+from synseg_ros.diagnostics import StatsSnapshot
+from synseg_ros.parameters import CameraSettings, NodeParameters
+from synseg_ros.throttled_log import ThrottledLog
+
+
+def _min_period(settings: CameraSettings) -> float:
+    return 1.0 / settings.max_rate_hz if settings.max_rate_hz > 0 else 0.0
+
+
+class CameraGroup:
+    """Camera pipelines sharing one model through one `BatchScheduler`.
+
+    Args:
+        node: the lifecycle node that owns the topics.
+        segmenter: the shared model.
+        params: the node's parameters.
+        cameras: the cameras' settings (from `synseg_ros.parameters.camera_settings`).
+        categories: returns the active category list (shared by all cameras).
+    """
+
+    def __init__(self, node: LifecycleNode, segmenter: Segmenter, params: NodeParameters,
+                 cameras: Sequence[CameraSettings], categories: Callable[[], Sequence[str]]) -> None:
+        self._segmenter = segmenter
+        self._categories = categories
+        self._log_error = ThrottledLog(node.get_logger().error, params.log_throttle_s)
+        self._log_warning = ThrottledLog(node.get_logger().warning, params.log_throttle_s)
+        # Scheduler streams are keyed by the (unique) relative input topic.
+        self.pipelines = [CameraPipeline(node, params, settings,
+                                         lambda frame, key=settings.input_topic: self._scheduler.submit(key, frame))
+                          for settings in cameras]
+        self._by_key = {p.input_topic: p for p in self.pipelines}
+        self._scheduler: BatchScheduler[Frame] = BatchScheduler(
+            self._process, list(self._by_key), batch_window_s=params.batch_window_ms / 1000.0,
+            max_batch=params.max_batch_frames or None,
+            min_period_s={key: _min_period(p.settings) for key, p in self._by_key.items()},
+            stale_after_s=params.stale_image_timeout_s, name="synseg-worker", on_error=self._on_unexpected_error)
+
+    def activate(self) -> None:
+        """Subscribe every camera and start the scheduler."""
+        for pipeline in self.pipelines:
+            pipeline.activate()
+        self._scheduler.start()
+
+    def deactivate(self) -> None:
+        """Unsubscribe and stop the scheduler (waits for the batch in progress)."""
+        for pipeline in self.pipelines:
+            pipeline.deactivate()
+        self._scheduler.stop()
+
+    def destroy(self) -> None:
+        """Deactivate and remove every camera's publishers."""
+        self.deactivate()
+        for pipeline in self.pipelines:
+            pipeline.destroy()
+
+    def update(self, params: NodeParameters, cameras: Sequence[CameraSettings]) -> None:
+        """Apply live parameter changes (rate limits now; QoS at the next activation)."""
+        self._log_error.period_s = self._log_warning.period_s = params.log_throttle_s
+        for pipeline, settings in zip(self.pipelines, cameras):
+            pipeline.update(params, settings)
+            self._scheduler.set_min_period(pipeline.input_topic, _min_period(settings))
+
+    def snapshots(self) -> list[tuple[CameraPipeline, StatsSnapshot]]:
+        """Each camera with its stats (drops from the scheduler)."""
+        return [(p, p.snapshot(self._scheduler.stats(p.input_topic).dropped)) for p in self.pipelines]
+
+    @property
+    def batch_stats(self) -> BatchStats:
+        return self._scheduler.batch_stats
+
+    def _on_unexpected_error(self, exc: BaseException, keys: list[str]) -> None:
+        """Anything `_process` did not handle itself (a bug, not bad input): count, log, keep serving."""
+        for key in keys:
+            self._by_key[key].stats.count("internal_errors", error=f"internal error: {exc!r}")
+        self._log_error(f"internal:{type(exc).__name__}", f"unexpected error while processing a batch: {exc!r}")
+
+    def _process(self, batch: list[tuple[str, Frame]]) -> None:
+        """Scheduler thread: convert each frame -> one Segmenter call for the batch -> each camera publishes."""
+        good = []  # (pipeline, frame, rgb, convert seconds)
+        for key, frame in batch:
+            pipeline, start = self._by_key[key], time.perf_counter()
+            rgb = pipeline.convert(frame)
+            if rgb is not None:
+                good.append((pipeline, frame, rgb, time.perf_counter() - start))
+        if not good:
+            return
+        categories = list(self._categories())
+        if not categories:
+            for pipeline, *_ in good:
+                pipeline.stats.count("frames_without_query")
+            self._log_warning("no_query", "images arrive but no categories are set; publish a query or set the "
+                              "'categories' parameter")
+            return
+        start = time.perf_counter()
+        try:
+            results = self._segmenter.segment([rgb for _, _, rgb, _ in good], categories)
+        except Exception as exc:  # a failed inference is counted on each camera of the batch; the node keeps serving
+            for pipeline, *_ in good:
+                pipeline.stats.count("inference_errors", error=f"inference failed: {exc}")
+            self._log_error(f"inference:{type(exc).__name__}", f"inference failed: {exc!r}")
+            return
+        inference = time.perf_counter() - start
+        for (pipeline, frame, rgb, convert), result in zip(good, results):
+            pipeline.publish(result, rgb, frame.msg.header, {"convert": convert, "inference": inference})
