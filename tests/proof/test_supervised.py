@@ -67,3 +67,15 @@ def test_bad_settings_name_the_key_and_what_is_allowed():
         SupervisedConfig.from_dict({"batch_size": 0})
     with pytest.raises(ConfigError, match="warmup_steps <= max_steps"):
         SupervisedConfig.from_dict({"schedule": {"max_steps": 5, "warmup_steps": 9}})
+
+
+def test_cli_trains_with_overrides_and_refuses_unknown_keys(source_split, tmp_path, capsys):
+    from synseg_core.config import MODEL_CONFIG_DIR
+    from training.proof import train_supervised as cli
+
+    base = ["--model-config", str(MODEL_CONFIG_DIR / "tiny-test.json"), "--split", str(source_split), "--no-progress"]
+    assert cli.main([*base, "--out", str(tmp_path / "bad"), "optim.lrr=1"]) == 2
+    assert "unknown key(s) ['lrr']" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "run"), "batch_size=2", "schedule.max_steps=2",
+                     "schedule.warmup_steps=1", "text_chunk=8"]) == 0
+    assert (tmp_path / "run" / CLIPSEG_FILE).is_file() and (tmp_path / "run" / FINAL_DIR / "config.json").is_file()
