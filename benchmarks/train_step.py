@@ -9,8 +9,8 @@ MCCL forward, backward, gradient clipping, AdamW). Measured side by side, interl
 - step: one training step;
 - clip_image: the full frozen open_clip image tower on the batch (12 blocks, ln_post, projection);
 - clip_image_used: the part of the tower training runs (blocks up to the deepest extracted layer);
-- clip_text: the text tower on the batch's categories (paid only for categories missing from the cache).
-All CLIP timings use the same precision as the step (and the trainer's frozen-CLIP dtype); each precision has its
+- clip_text: the text tower on the batch's categories (paid only for categories missing from the cache; fp32).
+The image-tower timings use the step's precision (and the trainer's frozen-CLIP dtype); each precision has its
 own trainer, all measured interleaved.
 """
 from __future__ import annotations
@@ -73,9 +73,8 @@ def timed_functions(trainer: Trainer) -> dict[str, Callable[[], object]]:
         with autocast():
             backbone.encode_image_layers(images)
 
-    def clip_text() -> None:
-        with autocast():
-            backbone.encode_categories(batch.categories, trainer.text.templates)
+    def clip_text() -> None:  # as the trainer encodes categories missing from its cache: fp32, no autocast
+        backbone.encode_categories(batch.categories, trainer.text.templates)
 
     return {"step": lambda: trainer.train_step(batch), "clip_image": clip_image, "clip_image_used": clip_image_used,
             "clip_text": clip_text}

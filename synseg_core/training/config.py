@@ -155,10 +155,11 @@ class RuntimeConfig:
         distributed_backend: "auto" = nccl on CUDA, gloo on CPU.
         distributed_timeout_s: collective timeout (long enough for the rank-0 evaluation hook).
         max_consecutive_nonfinite: stop with an error after this many non-finite steps in a row.
-        cast_frozen_clip: with bf16/fp16, store the frozen CLIP in that dtype: half its memory, no weight casts per
-            step, and no slow CPU path (autocast over open_clip attention whose weights do not require grad
-            copies the in-projection weight per token: ~8x slower than fp32 on a Xeon with AMX). Checkpoints
-            that carry the CLIP weights (random, inline or local CLIPs) then carry them in that dtype.
+        cast_frozen_clip: with bf16/fp16, store the frozen CLIP image tower in that dtype: half its memory, no
+            weight casts per step, and no slow CPU path (autocast over open_clip attention whose weights do not
+            require grad copies the in-projection weight per token: ~8x slower than fp32 on a Xeon with AMX).
+            Checkpoints that carry the CLIP weights (random, inline or local CLIPs) then carry the image tower in
+            that dtype. The text tower stays fp32 (its embeddings are cached).
     """
 
     device: str = "auto"

@@ -100,7 +100,7 @@ class Trainer:
         self.params = list(self.model.trainable_parameters().values())
         self.precision = MixedPrecision(resolve_precision(cfg.runtime.precision, device), device)
         if cfg.runtime.cast_frozen_clip:
-            self.model.backbone.to(self.precision.dtype)
+            self.model.backbone.clip.visual.to(self.precision.dtype)
         self.optimizer = build_optimizer(self.model.trainable_parameters(), cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         step_module = _MCCLStep(self.model)
@@ -186,9 +186,11 @@ class Trainer:
         if not all_ranks_true(n_images > 0, self.device):
             return StepOutcome("empty")
         batch = batch.to(self.device, non_blocking=True)
+        # The frozen text tower runs in fp32 outside autocast: its embeddings are cached (computed once per
+        # category), and autocast over its frozen attention weights is slower than fp32 on CPUs.
+        text = self.text(batch.categories)
+        absent_text, absent_owner = self._absent_inputs(batch)
         with self.precision.autocast():
-            text = self.text(batch.categories)  # frozen text tower, cached, no grad
-            absent_text, absent_owner = self._absent_inputs(batch)
             terms = self.step_module(batch.images, text, batch.owner, absent_text, absent_owner)
         losses = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         if not all_ranks_true(math.isfinite(losses["total"]), self.device):
@@ -326,7 +328,7 @@ class Trainer:
         """Call the evaluation hook on rank 0 and log what it returns.
 
         The hook runs in eval mode, without grad and inside the training autocast context (with
-        `runtime.cast_frozen_clip` the frozen CLIP is stored in bf16/fp16, so plain fp32 calls would mix dtypes).
+        `runtime.cast_frozen_clip` the frozen image tower is stored in bf16/fp16, so fp32 calls would mix dtypes).
         """
         metrics: dict[str, float] = {}
         if self.info.is_main and self.evaluate is not None:

@@ -157,6 +157,7 @@ def test_bf16_autocast_absent_pairs_and_the_evaluation_hook(manifest, tmp_path):
     final = load_file(Path(summary.last_checkpoint) / "model.safetensors")
     assert any(not torch.equal(final[k], v) for k, v in start.items())
     assert final["backbone.clip.visual.conv1.weight"].dtype == torch.bfloat16  # runtime.cast_frozen_clip
+    assert final["backbone.clip.token_embedding.weight"].dtype == torch.float32  # the text tower stays fp32
     segmenter = Segmenter.from_checkpoint(summary.last_checkpoint)  # an fp32 model loads it
     assert segmenter.segment(np.zeros((64, 64, 3), np.uint8), ["red circle"]).probabilities.shape == (1, 64, 64)
 
