@@ -1,6 +1,7 @@
 """Natural captions for synthetic scenes: counted thing phrases and stuff phrases in varied templates."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -68,3 +69,27 @@ def make_caption(things: Sequence[tuple[str, int]], stuff: Sequence[str], rng: n
         stuff=join_phrases(list(stuff)),
         be="is" if things[0][1] == 1 else "are",
     )
+
+
+_SHAPE_WORD = re.compile(r"\b(" + "|".join(sorted({*SHAPE_PLURALS, *SHAPE_PLURALS.values()}, key=len, reverse=True))
+                         + r")\b")
+_SINGULAR = {plural: shape for shape, plural in SHAPE_PLURALS.items()}
+
+
+def swap_shape(caption: str, rng: np.random.Generator) -> str:
+    """The caption with one shape word replaced by another shape (same number): a hard negative that differs
+    from the true caption only in shape, e.g. "two red circles on grass" -> "two red stars on grass".
+
+    Raises:
+        ValueError: the caption names no shape.
+    """
+    matches = list(_SHAPE_WORD.finditer(caption))
+    if not matches:
+        raise ValueError(f"caption {caption!r} names no shape of {list(SHAPE_PLURALS)}")
+    match = matches[int(rng.integers(len(matches)))]
+    word = match.group(0)
+    plural = word in _SINGULAR
+    shape = _SINGULAR.get(word, word)
+    others = [s for s in SHAPE_PLURALS if s != shape]
+    new = others[int(rng.integers(len(others)))]
+    return caption[:match.start()] + (SHAPE_PLURALS[new] if plural else new) + caption[match.end():]

@@ -58,6 +58,10 @@ class ClipPretrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     max_logit_scale: float = 100.0  # CLIP clamps the learned temperature at this scale
+    # Beyond plain CLIP (NegCLIP-style hard negatives): each image must also prefer its caption over the same
+    # caption with one shape word swapped. Colour and stuff separate most pairs of a random batch, so ClipLoss
+    # alone gives shape little gradient (paper_spec.md section 11: 57% shape after 18 minutes). 0 = off.
+    shape_swap_weight: float = 1.0
     hflip: bool = True  # captions never say left or right, so mirroring keeps them true
     seed: int = 0
     threads: int = 1  # torch CPU threads used by the CLI

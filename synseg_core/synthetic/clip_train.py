@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ import cv2
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from safetensors import safe_open
 from tqdm import tqdm
 
 from synseg_core.config import ConfigError, from_dict
 
+from .captions import swap_shape
 from .clip_eval import evaluate_clip, zero_shot
 from .clip_model import (ClipPretrainConfig, atomic_save_safetensors, build_clip, clip_model_config, export_clip,
                          load_exported_clip, normalise_images)
@@ -36,11 +39,26 @@ METRICS_FILE = "metrics.json"
 PROGRESS_INTERVAL_S = 10.0  # tqdm refresh: the bar also goes to log files of long runs
 _META_KEY = "synseg_clip_pretrain"
 # Data-order streams: numpy seeds are (seed, stream, counter) so order and flips never share random numbers.
-_ORDER_STREAM, _FLIP_STREAM = 0, 1
+_ORDER_STREAM, _FLIP_STREAM, _SWAP_STREAM = 0, 1, 2
 # Settings that do not change what is trained, so a run may resume with other values for them.
 RESUME_FREE_SETTINGS = frozenset({"threads", "checkpoint_every", "log_every", "eval_every", "eval_seed",
                                   "zero_shot_images", "retrieval_images", "eval_batch_size", "zero_shot_templates",
                                   "save_dtype"})
+
+
+@dataclass
+class CaptionBatch:
+    """One training batch.
+
+    Attributes:
+        images: normalised images [B, 3, S, S].
+        tokens: caption tokens [B, context_length].
+        negative_tokens: tokens of each caption with one shape word swapped [B, context_length], or None.
+    """
+
+    images: torch.Tensor
+    tokens: torch.Tensor
+    negative_tokens: torch.Tensor | None
 
 
 class CaptionBatches:
@@ -61,6 +79,7 @@ class CaptionBatches:
             raise ValueError("stage-1 pretraining needs at least one caption split")
         self.records = [r for d in split_dirs for r in read_manifest(d)]
         self.cfg = cfg
+        self.tokenizer = tokenizer
         self.tokens = tokenizer([r["caption"] for r in self.records])  # [N, context_length]
         first = self._read(0)
         if first.shape[:2] != (cfg.image_size, cfg.image_size):
@@ -90,14 +109,18 @@ class CaptionBatches:
             out[j] = self._order[offset]
         return out
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images [B, 3, S, S] (normalised) and tokens [B, context_length] of batch ``step``."""
+    def batch(self, step: int) -> CaptionBatch:
+        """Batch number ``step`` (with shape-swapped negatives when ``cfg.shape_swap_weight`` > 0)."""
         idx = self.indices(step)
         images = np.stack([self._read(int(i)) for i in idx])  # [B, S, S, 3]
         if self.cfg.hflip:
             flip = np.random.default_rng([self.cfg.seed, _FLIP_STREAM, step]).random(len(idx)) < 0.5
             images[flip] = images[flip, :, ::-1]
-        return normalise_images(images, self.cfg.mean, self.cfg.std), self.tokens[idx]
+        negatives = None
+        if self.cfg.shape_swap_weight > 0:
+            rng = np.random.default_rng([self.cfg.seed, _SWAP_STREAM, step])
+            negatives = self.tokenizer([swap_shape(self.records[int(i)]["caption"], rng) for i in idx])
+        return CaptionBatch(normalise_images(images, self.cfg.mean, self.cfg.std), self.tokens[idx], negatives)
 
 
 def learning_rate(cfg: ClipPretrainConfig, step: int) -> float:
@@ -224,20 +247,35 @@ class _Clock:
         return self.already + time.monotonic() - self.start
 
 
-def _train_step(model: open_clip.CLIP, optimizer: torch.optim.Optimizer, loss_fn: ClipLoss,
-                batch: tuple[torch.Tensor, torch.Tensor], lr: float, cfg: ClipPretrainConfig) -> tuple[float, float]:
+def _train_step(model: open_clip.CLIP, optimizer: torch.optim.Optimizer, loss_fn: ClipLoss, batch: CaptionBatch,
+                lr: float, cfg: ClipPretrainConfig) -> tuple[float, float]:
     """One AdamW step on one batch; returns (loss, logit scale)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    images, tokens = batch
-    image_features, text_features, logit_scale = model(images, tokens)
+    image_features, text_features, logit_scale = model(batch.images, batch.tokens)
     loss = loss_fn(image_features, text_features, logit_scale)
+    if batch.negative_tokens is not None:
+        loss = loss + cfg.shape_swap_weight * shape_swap_loss(
+            image_features, text_features, model.encode_text(batch.negative_tokens, normalize=True), logit_scale)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, math.log(cfg.max_logit_scale))
     return float(loss.detach()), float(logit_scale.detach())
+
+
+def shape_swap_loss(image_features: torch.Tensor, text_features: torch.Tensor, negative_features: torch.Tensor,
+                    logit_scale: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each image choosing its caption over its shape-swapped caption.
+
+    Args:
+        image_features, text_features, negative_features: unit-norm embeddings [B, D] (row i belongs to image i).
+        logit_scale: CLIP's learned scale (already exponentiated).
+    """
+    logits = logit_scale * torch.stack([(image_features * text_features).sum(-1),
+                                        (image_features * negative_features).sum(-1)], dim=1)  # [B, 2]
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
 
 def _export_and_evaluate(model: open_clip.CLIP, model_config: dict[str, Any], cfg: ClipPretrainConfig, out: Path,

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from synseg_core.backbone import build_clip as build_backbone_clip
@@ -13,8 +14,10 @@ from synseg_core.config import BackboneConfig, ConfigError
 from synseg_core.synthetic import SceneGenerator, write_split
 from synseg_core.synthetic.clip_model import (CLIP_CONFIG_FILE, CLIP_WEIGHTS_FILE, FAST_OVERRIDES, ClipPretrainConfig,
                                               config_with_overrides, load_exported_clip)
+from synseg_core.synthetic.captions import swap_shape
 from synseg_core.synthetic.clip_train import (CHECKPOINT_FILE, LOG_FILE, METRICS_FILE, CaptionBatches,
-                                              learning_rate)
+                                              learning_rate, shape_swap_loss)
+from synseg_core.synthetic.vocabulary import SHAPE_PLURALS
 from training.synthetic import pretrain_clip
 
 IMAGES = 48
@@ -39,7 +42,8 @@ def test_pretraining_lowers_the_loss_and_exports_a_clip_the_backbone_loads(capti
     history = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text().splitlines()]
     losses = [h["loss"] for h in history]
     assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
-    chance = math.log(FAST_OVERRIDES["batch_size"])  # loss of a model that cannot tell pairs apart
+    # Loss of a model that cannot tell pairs apart: ClipLoss at ln(B) plus the shape-swap term at ln(2).
+    chance = math.log(FAST_OVERRIDES["batch_size"]) + ClipPretrainConfig().shape_swap_weight * math.log(2)
     assert np.mean(losses[-10:]) < 0.8 * chance < np.mean(losses[:3])
 
     metrics = json.loads((tmp_path / METRICS_FILE).read_text())
@@ -104,6 +108,29 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert rates[-1] == pytest.approx(1e-5)
 
 
+def test_shape_swap_loss_is_ln2_for_identical_captions_and_falls_with_separation():
+    torch.manual_seed(0)
+    image = F.normalize(torch.randn(4, 8), dim=-1)
+    text = F.normalize(image + 0.1 * torch.randn(4, 8), dim=-1)
+    scale = torch.tensor(10.0)
+    assert shape_swap_loss(image, text, text, scale).item() == pytest.approx(math.log(2))
+    assert shape_swap_loss(image, text, -text, scale).item() < 1e-3
+    assert shape_swap_loss(image, -text, text, scale).item() > 10
+
+
+def test_swapped_captions_differ_in_one_shape_word_only():
+    rng = np.random.default_rng(0)
+    for caption in ["two red crosses and an orange circle on grass", "a photo of a blue star on sky and water"]:
+        for _ in range(10):
+            swapped = swap_shape(caption, rng)
+            changed = [(a, b) for a, b in zip(caption.split(), swapped.split()) if a != b]
+            assert len(caption.split()) == len(swapped.split()) and len(changed) == 1
+            (old, new), = changed
+            assert (old in SHAPE_PLURALS) == (new in SHAPE_PLURALS)  # singular stays singular
+    with pytest.raises(ValueError, match="names no shape"):
+        swap_shape("grass and sky", rng)
+
+
 def test_batches_cover_each_epoch_once_in_a_seeded_order(caption_split):
     import open_clip
 
@@ -114,5 +141,7 @@ def test_batches_cover_each_epoch_once_in_a_seeded_order(caption_split):
     assert sorted(epoch.tolist()) == list(range(IMAGES))
     again = CaptionBatches([caption_split], cfg, tokenizer)
     assert np.array_equal(again.indices(5), data.indices(5)) and not np.array_equal(data.indices(4), epoch[:12])
-    images, tokens = data.batch(0)
-    assert images.shape == (IMAGES // 4, 3, cfg.image_size, cfg.image_size) and tokens.shape[1] == cfg.context_length
+    batch = data.batch(0)
+    assert batch.images.shape == (IMAGES // 4, 3, cfg.image_size, cfg.image_size)
+    assert batch.tokens.shape == batch.negative_tokens.shape == (IMAGES // 4, cfg.context_length)
+    assert not torch.equal(batch.tokens, batch.negative_tokens)
