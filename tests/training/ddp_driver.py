@@ -15,27 +15,14 @@ from synseg_core.model import SynSeg
 from synseg_core.training import load_train_config
 from synseg_core.training.distributed import env_dist_info
 from synseg_core.training.run import training_session
-
-
-def inject_nan_on_call(call: int) -> None:
-    original = SynSeg.forward_train
-    calls = []
-
-    def patched(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        calls.append(1)
-        if len(calls) == call:
-            out.losses.total = out.losses.total * float("nan")
-        return out
-
-    SynSeg.forward_train = patched
+from trainer_fixtures import nonfinite_forward_train
 
 
 def main(argv: list[str]) -> int:
     config, weights_dir, nan_step, *overrides = argv
     logging.basicConfig(level=logging.INFO)
     if int(nan_step) > 0 and env_dist_info().rank == 1:
-        inject_nan_on_call(int(nan_step))
+        SynSeg.forward_train = nonfinite_forward_train({int(nan_step)})
     cfg = load_train_config(config, overrides)
     with training_session(cfg) as trainer:
         trainer.fit()

@@ -13,8 +13,8 @@ from synseg_core import Segmenter
 from synseg_core.model import SynSeg
 from synseg_core.training import load_train_config, run_training
 from synseg_core.training.state import STATE_NAME, list_checkpoints, load_trainer_state
-from trainer_fixtures import TINY_CONFIG, load_script, read_records, tiny_overrides, write_caption_dataset, \
-    write_caption_shard
+from trainer_fixtures import TINY_CONFIG, load_script, nonfinite_forward_train, read_records, tiny_overrides, \
+    write_caption_dataset, write_caption_shard
 
 main = load_script("train").main
 
@@ -26,21 +26,6 @@ def manifest(tmp_path_factory) -> Path:
 
 def train_args(manifest: Path, output_dir: Path, max_steps: int, **extra) -> list[str]:
     return ["--config", str(TINY_CONFIG), *tiny_overrides(manifest, output_dir, max_steps, **extra)]
-
-
-def inject_nonfinite_losses(monkeypatch, bad_calls: set[int]) -> None:
-    """Make the real loss NaN on the given calls of forward_train (1-based), i.e. on those training steps."""
-    original = SynSeg.forward_train
-    calls = []
-
-    def patched(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        calls.append(1)
-        if len(calls) in bad_calls:
-            out.losses.total = out.losses.total * float("nan")
-        return out
-
-    monkeypatch.setattr(SynSeg, "forward_train", patched)
 
 
 @pytest.mark.slow
@@ -65,7 +50,7 @@ def test_loss_goes_down_and_the_checkpoint_is_a_usable_model(manifest, tmp_path,
 
 
 def test_a_nonfinite_step_is_skipped_logged_and_its_checkpoint_deferred(manifest, tmp_path, monkeypatch):
-    inject_nonfinite_losses(monkeypatch, {4})
+    monkeypatch.setattr(SynSeg, "forward_train", nonfinite_forward_train({4}))
     out = tmp_path / "run"
     assert main(train_args(manifest, out, 6, **{"checkpoint.every": 2, "checkpoint.keep_last": 5,
                                                 "logging.every": 1})) == 0
@@ -84,7 +69,7 @@ def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_good_checkpoint(m
                                                                               capsys):
     out = tmp_path / "run"
     args = train_args(manifest, out, 6, **{"checkpoint.every": 2, "runtime.max_consecutive_nonfinite": 2})
-    inject_nonfinite_losses(monkeypatch, {3, 4, 5, 6})
+    monkeypatch.setattr(SynSeg, "forward_train", nonfinite_forward_train({3, 4, 5, 6}))
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "2 non-finite steps in a row (the last at step 4)" in err and "step_00000002" in err

@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -95,6 +95,24 @@ def tiny_overrides(manifest: Path, output_dir: Path, max_steps: int, **extra: ob
               "schedule.warmup_steps": min(4, max_steps), "logging.progress_bar": False, "logging.plot": False,
               "runtime.num_threads": 1, **extra}
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
+
+
+def nonfinite_forward_train(bad_calls: set[int]) -> Callable:
+    """A `SynSeg.forward_train` replacement (fault injection) whose real loss is made NaN on the given calls
+    (1-based), i.e. on those training steps."""
+    from synseg_core.model import SynSeg
+
+    original = SynSeg.forward_train
+    calls = []
+
+    def patched(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) in bad_calls:
+            out.losses.total = out.losses.total * float("nan")
+        return out
+
+    return patched
 
 
 def read_records(output_dir: Path, record_type: str) -> list[dict]:
