@@ -101,12 +101,23 @@ FAST = dict(checkpoint="tiny-test", backend="torch", device="cpu", short_side=64
             log_throttle_s=60.0)
 
 
-def make_node(ros: RosHarness, namespace: str, **overrides) -> SynSegNode:
-    """A SynSegNode in `namespace` whose query topic is `<namespace>/query` (added to the spinning executor)."""
+def make_node(ros: RosHarness, namespace: str, cli_args: list[str] | None = None, **overrides) -> SynSegNode:
+    """A SynSegNode in `namespace` whose query topic is `<namespace>/query` (added to the spinning executor);
+    `cli_args` (e.g. a --params-file) give way to FAST and `overrides`."""
     params = {**FAST, "query_topic": f"{namespace}/query", **overrides}
-    node = SynSegNode(namespace=namespace, context=ros.context,
+    node = SynSegNode(namespace=namespace, context=ros.context, cli_args=cli_args,
                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     return ros.add_node(node)
+
+
+def calibrate_thresholds(node: SynSegNode, categories: list[str]) -> None:
+    """Put both thresholds at the median of this random-weight model's outputs, so labels and masks are mixed
+    (a random tiny model's probabilities all sit near 0.5). Also exercises live parameter changes."""
+    probe = node.segmenter.segment(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8),
+                                   categories)
+    result = node.set_parameters([Parameter("mask_threshold", value=float(np.median(probe.probabilities))),
+                                  Parameter("background_threshold", value=float(np.median(probe.confidence)))])
+    assert all(r.successful for r in result)
 
 
 def start(node: SynSegNode) -> None:
@@ -139,21 +150,23 @@ def wait_subscribed(publisher, what: str) -> None:
     wait_until(lambda: publisher.get_subscription_count() > 0, what=f"a subscriber on {what}")
 
 
-def status_values(array: DiagnosticArray, node: SynSegNode) -> dict | None:
-    """The node's diagnostic values (plus 'level' and 'message') from one DiagnosticArray, if present."""
+def status_values(array: DiagnosticArray, node: SynSegNode, camera: str = "") -> dict | None:
+    """The diagnostic values (plus 'level' and 'message') of `node`'s status for `camera` ("" = the single
+    camera of a node without `cameras`) from one DiagnosticArray, if present."""
     for status in array.status:
         if status.name.startswith(node.get_fully_qualified_name() + ":"):
             values = {kv.key: kv.value for kv in status.values}
-            values.update(level=status.level, message=status.message)
-            return values
+            if values.get("camera", "") == camera:
+                values.update(level=status.level, message=status.message)
+                return values
     return None
 
 
-def wait_diagnostics(collector, node: SynSegNode, predicate, what: str) -> dict:
+def wait_diagnostics(collector, node: SynSegNode, predicate, what: str, camera: str = "") -> dict:
     """The first diagnostics of `node` (newest first among those received so far) satisfying `predicate`."""
     def check():
         for array in reversed(collector.snapshot()):
-            values = status_values(array, node)
+            values = status_values(array, node, camera)
             if values is not None and predicate(values):
                 return values
         return None
@@ -166,17 +179,23 @@ def counter(values: dict, name: str) -> int:
 
 @dataclass
 class Rig:
-    """A started node with an image publisher, a /diagnostics collector and collectors on chosen outputs."""
+    """A started node with an image publisher, a /diagnostics collector and collectors on chosen outputs, for one
+    camera (`camera` "" = the single camera of a node without `cameras`)."""
 
     node: SynSegNode
     harness: RosHarness
     image_pub: object
     diagnostics: Collector
     outputs: dict
+    camera: str = ""
+
+    @property
+    def pipeline(self):
+        return next(p for p in self.node.cameras if p.settings.name == self.camera)
 
     def send(self, array: np.ndarray, encoding: str, index: int, **kwargs) -> Header:
-        """Publish frame `index`; returns its header."""
-        hdr = header(index, kwargs.pop("frame_id", "camera"))
+        """Publish frame `index` (frame id: the camera's name unless given); returns its header."""
+        hdr = header(index, kwargs.pop("frame_id", self.camera or "camera"))
         self.image_pub.publish(image_message(array, encoding, hdr, **kwargs))
         return hdr
 
@@ -187,12 +206,14 @@ class Rig:
     def listen(self, name: str) -> Collector:
         """Subscribe to output `name` and wait until the node sees the subscriber (outputs are lazy)."""
         ns = self.node.get_namespace().rstrip("/")
-        self.outputs[name] = self.harness.subscribe(Image, f"{ns}/{self.node.get_name()}/{name}")
-        wait_until(lambda: self.node.cameras[0].subscription_count(name) > 0, what=f"the node to see ~/{name}")
+        topic = f"{ns}/{self.camera}/{name}" if self.camera else f"{ns}/{self.node.get_name()}/{name}"
+        self.outputs[name] = self.harness.subscribe(Image, topic)
+        wait_until(lambda: self.pipeline.subscription_count(name) > 0, what=f"the node to see {topic}")
         return self.outputs[name]
 
     def diagnostics_where(self, predicate, what: str) -> dict:
-        return wait_diagnostics(self.diagnostics, self.node, predicate, what)
+        return wait_diagnostics(self.diagnostics, self.node, predicate, f"{what} ({self.camera or 'camera'})",
+                                self.camera)
 
 
 def start_rig(ros: RosHarness, namespace: str, outputs=("labels",), image_qos: QoSProfile = RELIABLE,
@@ -206,3 +227,19 @@ def start_rig(ros: RosHarness, namespace: str, outputs=("labels",), image_qos: Q
         rig.listen(name)
     wait_subscribed(rig.image_pub, "image")
     return rig
+
+
+def start_camera_rigs(ros: RosHarness, namespace: str, cameras: list[str], outputs=("labels",),
+                      **overrides) -> dict[str, Rig]:
+    """A started multi-camera node (parameter `cameras`) and one Rig per camera: its publisher on
+    `<namespace>/<camera>/image` and collectors on its outputs `<namespace>/<camera>/<output>`."""
+    node = make_node(ros, namespace, cameras=cameras, **overrides)
+    start(node)
+    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    rigs = {camera: Rig(node=node, harness=ros, image_pub=ros.publisher(Image, f"{namespace}/{camera}/image"),
+                        diagnostics=diagnostics, outputs={}, camera=camera) for camera in cameras}
+    for rig in rigs.values():
+        for name in outputs:
+            rig.listen(name)
+        wait_subscribed(rig.image_pub, f"{rig.camera}/image")
+    return rigs

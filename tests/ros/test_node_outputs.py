@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from synseg_ros.image_conversion import image_to_array, to_rgb8
 from synseg_ros.outputs import MASK_ON
-from synseg_test_utils import LATCHED, counter, header, start_rig, wait_subscribed
+from synseg_test_utils import LATCHED, calibrate_thresholds, counter, header, start_rig, wait_subscribed
 
 pytestmark = pytest.mark.ros
 CATEGORIES = ["cat", "dog", "tree"]
@@ -26,15 +25,6 @@ def random_image(encoding, height, width):
     dtype = np.uint16 if encoding in ("mono16", "16UC1") else np.uint8
     shape = (height, width) if channels == 1 else (height, width, channels)
     return RNG.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True, dtype=dtype)
-
-
-def calibrate_thresholds(node):
-    """Put both thresholds at the median of this random-weight model's outputs, so labels and masks are mixed
-    (a random tiny model's probabilities all sit near 0.5). Also exercises live parameter changes."""
-    probe = node.segmenter.segment(random_image("rgb8", 40, 40), CATEGORIES)
-    result = node.set_parameters([Parameter("mask_threshold", value=float(np.median(probe.probabilities))),
-                                  Parameter("background_threshold", value=float(np.median(probe.confidence)))])
-    assert all(r.successful for r in result)
 
 
 def check_outputs(node, outputs, hdr, rgb):
@@ -77,7 +67,7 @@ CASES = [  # encoding, height, width, row padding bytes, big endian
 
 def test_outputs_keep_header_and_size_in_every_encoding(ros, unique_ns):
     rig = start_rig(ros, unique_ns, outputs=OUTPUT_ENCODINGS, categories=", ".join(CATEGORIES))
-    calibrate_thresholds(rig.node)
+    calibrate_thresholds(rig.node, CATEGORIES)
     mixed = []
     for index, (encoding, height, width, pad, big_endian) in enumerate(CASES):
         array = random_image(encoding, height, width)
@@ -92,7 +82,7 @@ def test_compressed_input_is_decoded_and_answered(ros, unique_ns):
                     compressed_input=True)
     pub = ros.publisher(CompressedImage, f"{unique_ns}/image/compressed")
     wait_subscribed(pub, "image/compressed")
-    calibrate_thresholds(rig.node)
+    calibrate_thresholds(rig.node, CATEGORIES)
     rgb = random_image("rgb8", 36, 52)
     ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
     assert ok

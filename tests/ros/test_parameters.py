@@ -4,7 +4,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from synseg_core.config import InferenceConfig
 from synseg_ros.diagnostics import PipelineStats, diagnostic_status
-from synseg_ros.parameters import NodeParameters, ParameterError, parameters_from_values
+from synseg_ros.parameters import (CameraSettings, NodeParameters, ParameterError, camera_settings,
+                                   parameters_from_values, split_camera_override)
 from synseg_ros.throttled_log import ThrottledLog
 
 
@@ -47,11 +48,38 @@ def test_ints_are_accepted_for_floats():
     ({"image_depth": "5"}, "parameter 'image_depth' is '5' (str); it must be of type int"),
     ({"background": 1}, "parameter 'background' is 1 (int); it must be of type bool"),
     ({"image_depht": 3}, "unknown parameter(s) ['image_depht']"),
+    ({"cameras": ["front", " "]}, "parameter 'cameras' is ['front', ' ']; camera name 2 is empty"),
+    ({"cameras": ["a", "b", "a"]}, "parameter 'cameras' is ['a', 'b', 'a']; camera name 'a' appears more than once"),
+    ({"cameras": ["front/left"]}, "camera name 'front/left' is not allowed: a name starts with a letter"),
+    ({"cameras": "front"}, "parameter 'cameras' is 'front' (str); it must be of type list of str"),
+    ({"batch_window_ms": -5}, "parameter 'batch_window_ms' is -5.0; it must be >= 0"),
+    ({"max_batch_frames": -1}, "parameter 'max_batch_frames' is -1; it must be >= 0"),
 ])
 def test_invalid_values_name_the_parameter_and_what_is_allowed(values, message):
     with pytest.raises(ParameterError) as info:
         parameters_from_values(values)
     assert message in str(info.value)
+
+
+def test_an_empty_ros_list_means_no_cameras():
+    # ROS has no type for an empty list: `cameras: []` in a parameter file arrives unset (None).
+    assert parameters_from_values({"cameras": None}).cameras == []
+
+
+def test_camera_settings_single_camera_and_overrides():
+    assert camera_settings(NodeParameters(image_depth=4), {}) == [
+        CameraSettings("", "image", "~/", "best_effort", 4, 0.0)]
+    params = parameters_from_values({"cameras": ["front", "rear"], "max_rate_hz": 10})
+    front, rear = camera_settings(params, {"rear.max_rate_hz": 2, "rear.image_reliability": "reliable",
+                                           "front.image_depth": None})  # None = unset: the node-wide value
+    assert front == CameraSettings("front", "front/image", "front/", "best_effort", 1, 10.0)
+    assert rear == CameraSettings("rear", "rear/image", "rear/", "reliable", 1, 2.0)
+    with pytest.raises(ParameterError) as info:
+        camera_settings(params, {"front.image_reliability": "sometimes", "rear.image_depth": 2.5})
+    assert "parameter 'front.image_reliability' is 'sometimes'; allowed: best_effort, reliable" in str(info.value)
+    assert "parameter 'rear.image_depth' is 2.5 (float); it must be of type int" in str(info.value)
+    assert split_camera_override("front.max_rate_hz") == ("front", "max_rate_hz")
+    assert split_camera_override("front.window") is None and split_camera_override("max_rate_hz") is None
 
 
 def test_every_problem_is_reported_at_once():
