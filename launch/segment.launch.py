@@ -2,10 +2,13 @@
 
     ros2 launch synseg_ros segment.launch.py image:=/camera/color/image_raw
     ros2 launch synseg_ros segment.launch.py params_file:=/path/to/my.yaml namespace:=robot1 backend:=onnxruntime
+    ros2 launch synseg_ros segment.launch.py cameras:=front,rear,left   # one node, three cameras, one model
 
 Runs exactly what `ros2 run synseg_ros synseg_node --ros-args --params-file <share>/config/synseg.yaml` runs:
-the same executable and parameter file. The defaults live in that file only; `checkpoint`, `backend` and
-`query_topic` override it only when given (empty = keep the file's value).
+the same executable and parameter file. The defaults live in that file only; `checkpoint`, `backend`,
+`query_topic` and `cameras` override it only when given (empty = keep the file's value). `cameras` is a comma-
+separated list of names: each camera reads `<name>/image` and publishes `<name>/labels`, ... (remap those topics
+to your drivers'); `image` remaps the input of the single-camera node.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -24,6 +27,10 @@ def _node(context, *args, **kwargs):
     image = LaunchConfiguration("image").perform(context)
     overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE}
     overrides = {name: value for name, value in overrides.items() if value}
+    cameras = LaunchConfiguration("cameras").perform(context)
+    if cameras.strip():
+        # Empty names are kept, so the node's configure reports them (e.g. "front,,rear").
+        overrides["cameras"] = [name.strip() for name in cameras.split(",")]
     return [Node(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME, namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file")] + ([overrides] if overrides else []),
@@ -41,5 +48,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("checkpoint", default_value="", description="model ('' = from params_file)"),
         DeclareLaunchArgument("backend", default_value="", description="auto|torch|onnxruntime|tensorrt "
                                                                         "('' = from params_file)"),
+        DeclareLaunchArgument("cameras", default_value="", description="comma-separated camera names, e.g. "
+                              "front,rear,left: one node serves them all ('' = from params_file)"),
         OpaqueFunction(function=_node),
     ])

@@ -89,16 +89,21 @@ def test_launch_description_loads_and_starts_the_node_with_the_parameter_file():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     arguments = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    assert {"params_file", "namespace", "image", "query_topic", "checkpoint", "backend"} <= arguments
+    assert {"params_file", "namespace", "image", "query_topic", "checkpoint", "backend", "cameras"} <= arguments
     context = LaunchContext()
     params_file = str(REPO / "config" / "synseg.yaml")
     context.launch_configurations.update(params_file=params_file, namespace="", image="/cam/image_raw",
-                                         query_topic="", checkpoint="", backend="torch")
+                                         query_topic="", checkpoint="", backend="torch", cameras="")
     [node] = module._node(context)
     assert node.node_package == "synseg_ros" and node.node_executable == "synseg_node"
     node._perform_substitutions(context)
     assert params_file in str(node._Node__parameters) and "'backend': 'torch'" in str(node._Node__parameters)
     assert "checkpoint" not in str(node._Node__parameters)  # not given, so the YAML value stays
+    assert "cameras" not in str(node._Node__parameters)
+    context.launch_configurations.update(cameras="front, rear,left")
+    [node] = module._node(context)
+    node._perform_substitutions(context)
+    assert "'cameras': ['front', 'rear', 'left']" in str(node._Node__parameters)
 
 
 def read_until(process, needle: str, lines: list, timeout: float) -> bool:
