@@ -1,6 +1,6 @@
 """Segmenter.segment speed against the bare open_clip image encoder and Hugging Face CLIPSeg (issue 3).
 
-    python benchmarks/segmenter_speed.py [--repeats 5] [--device cpu]
+    python -m benchmarks.segmenter_speed [--repeats 5] [--device cpu]
 
 ViT-B/16 with random weights (timing only). Prints, measured side by side in one run:
 - Segmenter.segment for K = 1, 10, 20 at 224 and 448, divided by the full open_clip image tower at the same size

@@ -53,6 +53,9 @@ def _atomic_write(dest: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are shared like any written file
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

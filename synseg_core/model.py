@@ -47,10 +47,12 @@ class SynSeg(nn.Module):
         """Cached template-ensemble embeddings [K, D] (raw text projection output)."""
         return self.text_cache(categories, template_set or self.cfg.inference.templates)
 
-    def decode(self, images: torch.Tensor, text: torch.Tensor, owner: torch.Tensor) -> DecoderOutput:
-        """Run CLIP once per image and the decoder once per (image, category) pair."""
+    def decode(self, images: torch.Tensor, text: torch.Tensor, owner: torch.Tensor,
+               acts: list[torch.Tensor] | None = None) -> DecoderOutput:
+        """Run CLIP once per image (unless its `acts` are given) and the decoder once per (image, category) pair."""
         grid = self.backbone.grid_size(images.shape[-2], images.shape[-1])
-        acts = self.backbone.encode_image_layers(images)
+        if acts is None:
+            acts = self.backbone.encode_image_layers(images)
         return self.decoder(acts, text.to(acts[0].dtype), owner, grid)
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -73,12 +75,13 @@ class SynSeg(nn.Module):
             owner: [M] image index of each category.
             absent_text, absent_owner: optional categories absent from their image (absent extension).
         """
-        decoded = self.decode(images, text, owner)
+        acts = self.backbone.encode_image_layers(images)
+        decoded = self.decode(images, text, owner, acts)
         maps = torch.sigmoid(decoded.logits.float())
         feats = self.synergy(decoded, maps)
         absent_maps = None
         if absent_text is not None and len(absent_text):
-            absent_maps = torch.sigmoid(self.decode(images, absent_text, absent_owner).logits.float())
+            absent_maps = torch.sigmoid(self.decode(images, absent_text, absent_owner, acts).logits.float())
         losses = mccl_loss(feats.foreground.float(), feats.background.float(), text.float(), owner, images.shape[0],
                            self.cfg.loss, maps=maps, absent_maps=absent_maps, absent_owner=absent_owner)
         return TrainOutput(losses=losses, maps=maps, foreground=feats.foreground, background=feats.background)

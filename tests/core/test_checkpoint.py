@@ -77,3 +77,15 @@ def test_unknown_model_source():
 
     with pytest.raises(ConfigError, match="bundled model config"):
         Segmenter.from_checkpoint("no-such-model")
+
+
+def test_checkpoint_files_follow_the_umask(tiny_model, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tiny_model, tmp_path / "ck")
+    finally:
+        os.umask(old)
+    for name in ("config.json", WEIGHTS_NAME):
+        assert (tmp_path / "ck" / name).stat().st_mode & 0o777 == 0o644
