@@ -60,12 +60,17 @@ def clipseg_layers(depth: int) -> list[int]:
 def proof_model_config(clip_config: dict, cfg: ChainConfig) -> dict:
     """The SynSeg model config of the miniature: the stage-1 CLIP (weights next to the file) and the decoder, at the
     CLIP's input size (whole images at inference: the test images have that size)."""
-    size = clip_config["vision_cfg"]["image_size"]
+    size, patch = clip_config["vision_cfg"]["image_size"], clip_config["vision_cfg"]["patch_size"]
+    decoder = dict(cfg.decoder.__dict__)
+    if decoder["upsampler"] == "refined" and (patch // 4) ** 2 != patch:
+        # synseg_core.decoder's refined upsampler scales by (patch // 4) ** 2, which is the patch size only for
+        # CLIPSeg's 16-px patches; other patch sizes get CLIPSeg's simple transposed convolution (scale = patch).
+        decoder["upsampler"] = "simple"
     return {
         "name": "synthetic-proof",
         "backbone": {"model_name": None, "pretrained": None, "clip_config": clip_config, "weights": CLIP_WEIGHTS_FILE,
                      "extract_layers": clipseg_layers(clip_config["vision_cfg"]["layers"])},
-        "decoder": dict(cfg.decoder.__dict__),
+        "decoder": decoder,
         "preprocess": {"train_size": size},
         "inference": {"short_side": size, "window": None, "stride": size // 2, "templates": "single"},
     }
@@ -109,8 +114,9 @@ class ProofChain:
             for row in self.baseline_rows():
                 self.score(row)
             self.sweep_info = self._step("sweep", self.sweep)
-            for row in stage3_rows(self.cfg.stage3, self.sweep_info["chosen_lr"], self.sweep_info["area"]["chosen"],
-                                   self.sweep_info["absent"]["chosen"]):
+            chosen = {k: (self.sweep_info[k]["chosen"]["lr"], self.sweep_info[k]["chosen"]["weight"])
+                      for k in ("area", "absent")}
+            for row in stage3_rows(self.cfg.stage3, self.sweep_info["chosen_lr"], **chosen):
                 self.score(row)
             self.score(Row("ceiling", "supervised ceiling: the same decoder trained on target masks of all "
                                       "categories", "ceiling"))
@@ -193,7 +199,7 @@ class ProofChain:
         return run_stage3(run, self.stage3_paths(), val, self.cfg.eval.thresholds)
 
     def sweep(self) -> dict:
-        """Learning rate of the paper's recipe, then each extension's weight at that rate, on validation."""
+        """Learning rate of the paper's recipe, then each extension's (learning rate, weight), on validation."""
         s3 = self.cfg.stage3
         seed = s3.seeds[0]
         lr_runs = {f"{lr:g}": self._train(stage3_run("film", lr, seed))["evals"] for lr in s3.lrs}
@@ -202,9 +208,12 @@ class ProofChain:
                                            self.cfg.eval.thresholds)
         result: dict[str, Any] = {"runs": lr_runs, "chosen_lr": chosen_lr, "init_val_miou": init_val}
         for variant, weights in (("area", s3.area_weights), ("absent", s3.absent_weights)):
-            scores = {f"{w:g}": best_eval(self._train(stage3_run(variant, chosen_lr, seed, w)))["val_miou"]
-                      for w in weights}
-            result[variant] = {"val_miou": scores, "chosen": max(weights, key=lambda w: scores[f"{w:g}"])}
+            grid = [(lr, w) for lr in s3.extension_lrs for w in weights]
+            target = s3.area_target if variant == "area" else None
+            scores = [best_eval(self._train(stage3_run(variant, lr, seed, w, target)))["val_miou"] for lr, w in grid]
+            best = max(range(len(grid)), key=lambda i: scores[i])
+            result[variant] = {"val_miou": [{"lr": lr, "weight": w, "val_miou": v} for (lr, w), v in zip(grid, scores)],
+                               "chosen": {"lr": grid[best][0], "weight": grid[best][1]}}
         return result
 
     # ---------------------------------------------------------------------------------------------- scoring

@@ -61,7 +61,11 @@ class Stage3Section:
     Attributes:
         config: the training YAML every stage-3 run starts from (steps, eval.every, batch size live there).
         lrs: decoder/FiLM learning rates swept for the faithful recipe on the validation split.
-        area_weights: `loss.area_weight` values swept (at the chosen lr) for the area-prior extension.
+        extension_lrs: learning rates swept for each extension (with its weights: a grid), since the recipe's
+            best rate may be too low for an extension to act.
+        area_weights: `loss.area_weight` values swept for the area-prior extension.
+        area_target: `loss.area_target` of the area prior: a floor on each caption category's mean activation,
+            below the typical object area (it stops maps from vanishing rather than making them grow).
         absent_weights: `loss.absent_weight` values swept for the absent-negatives extension.
         seeds: seeds of the key rows (the first one is used by every other row).
         random_decoder_lr: learning rate of the MCCL-from-a-random-decoder row (a fresh decoder needs a larger one).
@@ -69,7 +73,9 @@ class Stage3Section:
 
     config: str = "training/configs/proof_stage3.yaml"
     lrs: tuple[float, ...] = (1e-5, 3e-5, 1e-4, 3e-4)
+    extension_lrs: tuple[float, ...] = (1e-5, 1e-4)
     area_weights: tuple[float, ...] = (1.0, 10.0)
+    area_target: float = 0.05
     absent_weights: tuple[float, ...] = (1.0, 10.0)
     seeds: tuple[int, ...] = (0, 1)
     random_decoder_lr: float = 1e-3
@@ -101,8 +107,10 @@ class ChainConfig:
         bad = {k: v for k, v in counts.items() if v < 1}
         if bad:
             raise ConfigError(f"data split sizes must be >= 1, got {bad}")
-        if not self.stage3.lrs or not self.stage3.seeds:
-            raise ConfigError("stage3.lrs and stage3.seeds need at least one value each")
+        s3 = self.stage3
+        if not all((s3.lrs, s3.seeds, s3.extension_lrs, s3.area_weights, s3.absent_weights)):
+            raise ConfigError("stage3.lrs, seeds, extension_lrs, area_weights and absent_weights need at least one "
+                              "value each")
         if not self.eval.thresholds or any(not 0 < t < 1 for t in self.eval.thresholds):
             raise ConfigError(f"eval.thresholds must be values in (0, 1), got {list(self.eval.thresholds)}")
         if self.threads < 1:
@@ -136,6 +144,6 @@ def fast_chain() -> ChainConfig:
         stage2=_supervised(400, 16, 3e-3, 10, 200),
         ceiling=_supervised(200, 16, 3e-3, 10, 200),
         stage3=Stage3Section(config="training/configs/proof_stage3_fast.yaml", lrs=(1e-4, 1e-3),
-                             area_weights=(1.0,), absent_weights=(1.0,)),
+                             extension_lrs=(1e-4,), area_weights=(1.0,), absent_weights=(1.0,)),
         eval=EvalSection(thresholds=(0.1, 0.2, 0.3, 0.5), grid_images=3),
     )

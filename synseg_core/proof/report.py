@@ -77,8 +77,9 @@ def markdown(results: dict) -> str:
             lines.append(f"| {lr} | " + " | ".join(cells) + " |")
         lines.append(f"\nChosen: lr {sweep['chosen_lr']}.")
     for name, ext in (results.get("extension_sweeps") or {}).items():
-        cells = ", ".join(f"weight {w}: {_pct(v)}" for w, v in ext["val_miou"].items())
-        lines.append(f"\n{name} weight on validation (best val mIoU %): {cells}; chosen {ext['chosen']}.")
+        cells = ", ".join(f"lr {e['lr']:g} x weight {e['weight']:g}: {_pct(e['val_miou'])}" for e in ext["val_miou"])
+        lines.append(f"\n{name} extension on validation (best val mIoU %): {cells}; chosen lr "
+                     f"{ext['chosen']['lr']:g}, weight {ext['chosen']['weight']:g}.")
     lines += ["", "Targets:", ""] + target_lines(results.get("targets") or {})
     return "\n".join(lines) + "\n"
 

@@ -17,15 +17,17 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "no_sep": ("init + MCCL without L_sep", ("model.overrides.loss.sep_weight=0",)),
     "align_cont": ("init + MCCL with only L_align + L_cont",
                    ("model.overrides.loss.back_weight=0", "model.overrides.loss.sep_weight=0")),
-    "area": ("init + MCCL + area prior (extension)", ()),
+    "area": ("init + MCCL + area prior (extension)", ()),  # its loss.area_target comes from Stage3Section
     "absent": ("init + MCCL + absent negatives (extension)", ()),
     "random": ("MCCL from a random decoder (FiLM output)", ()),
 }
 KEY_VARIANTS = ("film", "area", "absent")  # rows run with every seed
 
 
-def stage3_run(variant: str, lr: float, seed: int, weight: float | None = None) -> Stage3Run:
-    """The run of `variant` at learning rate `lr` (and extension weight `weight` for area / absent).
+def stage3_run(variant: str, lr: float, seed: int, weight: float | None = None, area_target: float | None = None
+               ) -> Stage3Run:
+    """The run of `variant` at learning rate `lr` (and extension weight `weight` for area / absent; `area_target`
+    for area).
 
     Raises:
         ValueError: unknown variant, or a weight missing for (or given to) a variant.
@@ -41,6 +43,11 @@ def stage3_run(variant: str, lr: float, seed: int, weight: float | None = None) 
     if weight is not None:
         overrides.append(f"model.overrides.loss.{weighted[variant]}={weight:g}")
         name = f"{variant}{weight:g}_lr{lr:g}"
+    if variant == "area":
+        if area_target is None:
+            raise ValueError("variant 'area' needs its area_target")
+        overrides.append(f"model.overrides.loss.area_target={area_target:g}")
+        name = f"area{weight:g}t{area_target:g}_lr{lr:g}"
     return Stage3Run(name=f"{name}_s{seed}", overrides=tuple(overrides), seed=seed, from_init=variant != "random")
 
 
@@ -55,14 +62,20 @@ class Row:
     run: Stage3Run | None = None
 
 
-def stage3_rows(section: Stage3Section, lr: float, area_weight: float, absent_weight: float) -> list[Row]:
-    """The table's caption-trained rows at the chosen settings (key variants with every seed, others the first)."""
-    weights = {"area": area_weight, "absent": absent_weight}
+def stage3_rows(section: Stage3Section, lr: float, area: tuple[float, float], absent: tuple[float, float]
+                ) -> list[Row]:
+    """The table's caption-trained rows at the chosen settings (key variants with every seed, others the first).
+
+    Args:
+        lr: the paper recipe's learning rate (every variant but the extensions and the random decoder).
+        area, absent: (learning rate, weight) chosen for each extension.
+    """
+    chosen = {"area": area, "absent": absent}
     rows = []
     for variant, (label, _) in VARIANTS.items():
         seeds = section.seeds if variant in KEY_VARIANTS else section.seeds[:1]
-        run_lr = section.random_decoder_lr if variant == "random" else lr
+        run_lr, weight = chosen.get(variant, (section.random_decoder_lr if variant == "random" else lr, None))
         for seed in seeds:
-            run = stage3_run(variant, run_lr, seed, weights.get(variant))
+            run = stage3_run(variant, run_lr, seed, weight, section.area_target if variant == "area" else None)
             rows.append(Row(f"{variant}_s{seed}", label, variant, seed, run))
     return rows

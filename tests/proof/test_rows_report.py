@@ -13,11 +13,15 @@ from synseg_core.proof.heldout import SAMPLES_FILE
 
 
 def test_runs_are_named_by_their_settings_so_rows_reuse_sweep_runs():
-    sweep_run = stage3_run("area", 1e-4, 0, 10.0)
-    assert sweep_run.name == "area10_lr0.0001_s0"
-    assert "model.overrides.loss.area_weight=10" in sweep_run.overrides and "optim.lr=0.0001" in sweep_run.overrides
-    rows = stage3_rows(Stage3Section(seeds=(0, 1), random_decoder_lr=1e-3), 1e-4, 10.0, 1.0)
+    sweep_run = stage3_run("area", 1e-4, 0, 10.0, 0.05)
+    assert sweep_run.name == "area10t0.05_lr0.0001_s0"
+    assert {"model.overrides.loss.area_weight=10", "model.overrides.loss.area_target=0.05",
+            "optim.lr=0.0001"} <= set(sweep_run.overrides)
+    rows = stage3_rows(Stage3Section(seeds=(0, 1), random_decoder_lr=1e-3, area_target=0.05), 1e-5, area=(1e-4, 10.0),
+                       absent=(1e-5, 1.0))
     assert sweep_run in [r.run for r in rows]
+    assert next(r for r in rows if r.row_id == "film_s1").run.overrides == ("optim.lr=1e-05",)
+    assert "model.overrides.loss.absent_weight=1" in next(r for r in rows if r.row_id == "absent_s0").run.overrides
     assert stage3_run("no_sep", 3e-5, 1).overrides == ("model.overrides.loss.sep_weight=0", "optim.lr=3e-05")
     random_row = next(r for r in rows if r.variant == "random")
     assert not random_row.run.from_init and "optim.lr=0.001" in random_row.run.overrides
@@ -31,8 +35,12 @@ def test_bad_runs_and_settings_are_refused():
         stage3_run("films", 1e-4, 0)
     with pytest.raises(ValueError, match="'area' needs an extension weight"):
         stage3_run("area", 1e-4, 0)
+    with pytest.raises(ValueError, match="'area' needs its area_target"):
+        stage3_run("area", 1e-4, 0, 1.0)
     with pytest.raises(ValueError, match="'film' takes no extension weight"):
         stage3_run("film", 1e-4, 0, 1.0)
+    with pytest.raises(ConfigError, match="need at least one value each"):
+        ChainConfig(stage3=Stage3Section(extension_lrs=()))
     with pytest.raises(ConfigError, match="eval.thresholds"):
         ChainConfig(eval=type(full_chain().eval)(thresholds=(0.0, 0.5)))
 
