@@ -67,9 +67,10 @@ def build_upsampler(kind: str, reduce_dim: int, patch_size: int) -> nn.Module:
     """Token grid [N, r, gh, gw] -> logits [N, 1, gh*p, gw*p] (CLIPSeg simple or refined transposed convolution)."""
     if kind == "simple":
         return nn.ConvTranspose2d(reduce_dim, 1, patch_size, stride=patch_size)
-    if patch_size % 4:
-        raise ValueError(f"the refined upsampler needs a patch size divisible by 4, got {patch_size}")
     k = patch_size // 4
+    if k * k != patch_size:  # two transposed convs of stride p/4 scale by (p/4)², which is p only for p = 16
+        raise ValueError(f"the refined upsampler (CLIPSeg's, two x{k} transposed convs) needs patch size 16, got "
+                         f"{patch_size}; use upsampler 'simple' for other patch sizes")
     return nn.Sequential(
         nn.Conv2d(reduce_dim, reduce_dim, kernel_size=3, padding=1),
         nn.ReLU(),

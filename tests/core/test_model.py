@@ -72,3 +72,12 @@ def test_bad_extract_layers():
 
     with pytest.raises(ConfigError, match="extract_layers"):
         SynSeg(cfg)
+
+
+def test_refined_upsampler_needs_patch_16():
+    from synseg_core.decoder import build_upsampler
+
+    assert build_upsampler("refined", 16, 16)(torch.zeros(1, 16, 2, 3)).shape == (1, 1, 32, 48)
+    assert build_upsampler("simple", 16, 32)(torch.zeros(1, 16, 2, 3)).shape == (1, 1, 64, 96)
+    with pytest.raises(ValueError, match="needs patch size 16.*'simple'"):
+        build_upsampler("refined", 16, 32)
