@@ -71,7 +71,7 @@ trap stop_node EXIT
 
 set +e
 "$py" -m synseg_ros.demo_player --frames "$frames" --out "$out" --image-topic /synseg_demo/image \
-  --ready-timeout "${SYNSEG_DEMO_TIMEOUT_S:-300}" "${limit[@]}" "${query[@]}"
+  --ready-timeout "${SYNSEG_DEMO_TIMEOUT_S:-300}" --node-pid "$node_pid" "${limit[@]}" "${query[@]}"
 rc=$?
 set -e
 stop_node

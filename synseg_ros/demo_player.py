@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import rclpy
+from lifecycle_msgs.srv import GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="play only the first N frames")
     p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the node to be ready")
     p.add_argument("--frame-timeout", type=float, default=60.0, help="seconds to wait for each frame's outputs")
+    p.add_argument("--node-pid", type=int, help="stop waiting when this process (the node) has exited")
     return p.parse_args(argv)
 
 
@@ -63,6 +66,7 @@ class DemoPlayer(Node):
         for kind in self._received:
             self.create_subscription(Image, f"{node}/{kind}", lambda msg, k=kind: self._keep(k, msg), RELIABLE)
         self.create_subscription(String, f"{node}/label_info", self._on_label_info, LATCHED)
+        self._get_state = self.create_client(GetState, f"{node}/get_state")
 
     def _keep(self, kind: str, msg: Image) -> None:
         with self._lock:
@@ -71,6 +75,16 @@ class DemoPlayer(Node):
     def _on_label_info(self, msg: String) -> None:
         with self._lock:
             self._label_info = [c["name"] for c in json.loads(msg.data)["categories"]]
+
+    def lifecycle_state(self, timeout: float, pid: int | None) -> str | None:
+        """The node's lifecycle state label, once its services answer (after its start-up configure: "active" when
+        the model loaded), or None when it did not answer in time."""
+        if not wait_for(lambda: self._get_state.service_is_ready(), timeout, pid):
+            return None
+        future = self._get_state.call_async(GetState.Request())
+        if not wait_for(future.done, timeout, pid) or future.result() is None:
+            return None
+        return future.result().current_state.label
 
     def ready(self, categories: list[str]) -> bool:
         """The node announced our query in label_info and subscribes to our image topic."""
@@ -93,9 +107,23 @@ class DemoPlayer(Node):
         return None
 
 
-def wait_for(predicate, timeout: float) -> bool:
+def process_alive(pid: int | None) -> bool:
+    """True when `pid` is None (nothing to watch) or names a running process."""
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_for(predicate, timeout: float, pid: int | None = None) -> bool:
+    """Poll `predicate` until it holds (True), the timeout passes or the watched process exits (False)."""
     deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < deadline and process_alive(pid):
         if predicate():
             return True
         time.sleep(POLL_S * 10)
@@ -108,10 +136,16 @@ def run(args: argparse.Namespace, player: DemoPlayer) -> int:
     if not query:
         print("demo_player: error: no query (give --query or a query.txt in the frame folder)", file=sys.stderr)
         return 2
+    state = player.lifecycle_state(args.ready_timeout, args.node_pid)
+    if state != "active":
+        why = f"is {state!r} after start-up (the model did not load?)" if state else "did not answer"
+        print(f"demo_player: error: the node {args.node} {why}; see its log", file=sys.stderr)
+        return 1
     player.query_pub.publish(String(data=", ".join(query)))
-    if not wait_for(lambda: player.ready(query), args.ready_timeout):
-        print(f"demo_player: error: the node did not announce the query {query} on {args.node}/label_info or did "
-              f"not subscribe to {args.image_topic} within {args.ready_timeout:.0f} s", file=sys.stderr)
+    if not wait_for(lambda: player.ready(query), args.ready_timeout, args.node_pid):
+        why = "exited" if not process_alive(args.node_pid) else f"was not ready within {args.ready_timeout:.0f} s"
+        print(f"demo_player: error: the node {why} (it must announce the query {query} on {args.node}/label_info "
+              f"and subscribe to {args.image_topic})", file=sys.stderr)
         return 1
     out = Path(args.out)
     for sub in ("overlay", "labels"):
