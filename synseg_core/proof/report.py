@@ -3,6 +3,7 @@ images with the ground truth and the predictions of the main rows)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +19,12 @@ GRID_PNG = "grid.png"
 TARGET_GAIN = 0.03  # issue 8: a caption-trained model beats the init by at least 3 mIoU points on every seed
 PANEL_SIZE = 128
 HEADER_HEIGHT = 14
+
+
+def _settings(row: dict) -> str:
+    """The row's learning rate, and its extension weight when it has one (read from its training command)."""
+    weight = re.search(r"loss\.(?:area|absent)_weight=(\S+)", row.get("train_command") or "")
+    return f"{row.get('lr') or ''}" + (f" / {weight.group(1)}" if weight else "")
 
 
 def _pct(value: float | None) -> str:
@@ -56,13 +63,13 @@ def markdown(results: dict) -> str:
              f"Held-out split: {results['test_images']} images of the target domain; validation split: "
              f"{results['val_images']} images. Scores in %. Never-masked categories: "
              f"{', '.join(results['never_masked'])}.", "",
-             "| row | seed | lr | step | bg thr. | val mIoU | mIoU | never-masked mIoU | foreground IoU |",
+             "| row | seed | lr / ext. weight | step | bg thr. | val mIoU | mIoU | never-masked mIoU | foreground IoU |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         test = row.get("test") or {}
         thr = test.get("threshold")
         lines.append(f"| {row['label']} | {'' if row.get('seed') is None else row['seed']} | "
-                     f"{row.get('lr') or ''} | {'' if row.get('step') is None else row['step']} | "
+                     f"{_settings(row)} | {'' if row.get('step') is None else row['step']} | "
                      f"{'' if thr is None else f'{thr:g}'} | {_pct(row.get('val_miou'))} | {_pct(test.get('miou'))} "
                      f"| {_pct(test.get('never_masked_miou'))} | {_pct(test.get('foreground_iou'))} |")
     sweep = results.get("lr_sweep")

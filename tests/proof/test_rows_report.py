@@ -73,12 +73,15 @@ def test_results_are_written_as_json_markdown_and_a_grid(tmp_path):
     np.savez_compressed(folder / SAMPLES_FILE, names=np.array(["a", "b"]),
                         images=rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8),
                         ground_truth=rng.integers(0, 4, (2, 32, 32)), prediction=rng.integers(0, 4, (2, 32, 32)))
+    extension = {**_row("absent_s0", 0.3, 0.1), "lr": "1e-05",
+                 "train_command": "python training/train.py --config c.yaml model.overrides.loss.absent_weight=10"}
     results = {"partial": True, "val_images": 3, "test_images": 4, "never_masked": ["red star"],
-               "rows": [_row("init", 0.2, 0.1)], "targets": {}, "lr_sweep": None, "extension_sweeps": None}
+               "rows": [_row("init", 0.2, 0.1), extension], "targets": {}, "lr_sweep": None, "extension_sweeps": None}
     paths = write_results(results, tmp_path / "report", [("init", folder), ("missing", tmp_path / "nope")], 2)
     assert json.loads(paths["json"].read_text())["partial"] is True
     table = paths["markdown"].read_text()
     assert "PARTIAL" in table and "| init | 0 |" in table and "| 20.0 | 10.0 | 50.0 |" in table
+    assert "| absent_s0 | 0 | 1e-05 / 10 |" in table
     grid = np.asarray(Image.open(paths["grid"]))
     assert grid.shape[1] > 3 * 128 and grid.shape[0] > 2 * 128  # image, truth, one prediction; two rows
     assert {p.name for p in (tmp_path / "report").iterdir()} == {RESULTS_JSON, RESULTS_MD, GRID_PNG}
