@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from synseg_core import Segmenter, create_model, save_checkpoint
-from synseg_core.proof.demo_assets import (DEMO_DIR, export_demo_model, read_demo_frames, score_frames,
-                                           write_demo_frames, write_node_params)
+from synseg_core.proof.demo_assets import (DEMO_DIR, choose_inference, export_demo_model, read_demo_frames,
+                                           score_frames, write_demo_frames, write_node_params)
 from synseg_core.synthetic import COLOURS
 from synseg_core.synthetic.vocabulary import split_thing_category
 
@@ -67,13 +67,15 @@ def test_demo_export_is_float16_loads_as_a_checkpoint_and_keeps_the_threshold(tm
     torch.manual_seed(0)
     model = create_model("tiny-test")
     save_checkpoint(model, tmp_path / "source")
-    out = export_demo_model(tmp_path / "source", tmp_path / "demo", 0.35, {"recipe": "test"})
+    out = export_demo_model(tmp_path / "source", tmp_path / "demo", 96, 0.35, {"recipe": "test"})
     meta = json.loads((out / "config.json").read_text())
     assert meta["extra"] == {"recipe": "test"} and meta["config"]["inference"]["background_threshold"] == 0.35
+    assert meta["config"]["inference"]["short_side"] == 96 and meta["config"]["inference"]["window"] is None
     from safetensors.torch import load_file
     assert {v.dtype for v in load_file(str(out / "model.safetensors")).values()} == {torch.float16}
     original, exported = Segmenter.from_checkpoint(tmp_path / "source"), Segmenter.from_checkpoint(out)
     image = read_demo_frames(frames_dir).images[0]
+    original.inference = exported.inference
     a = original.segment_probabilities([image], list(QUERY[:2]))[0]
     b = exported.segment_probabilities([image], list(QUERY[:2]))[0]
     torch.testing.assert_close(a, b, atol=2e-2, rtol=0)
@@ -102,3 +104,11 @@ def test_the_bundled_demo_model_loads_and_fits_the_size_budget():
     assert 10 <= len(frames.names) <= 20
     result = segmenter.segment(frames.images[0], frames.query)
     assert result.labels.shape == frames.labels[0].shape
+
+
+def test_inference_size_and_threshold_are_chosen_by_validation_miou(tmp_path, target_things_split):
+    torch.manual_seed(0)
+    save_checkpoint(create_model("tiny-test"), tmp_path / "model")
+    chosen = choose_inference(tmp_path / "model", target_things_split, (1.0, 2.0), (0.3, 0.5))
+    assert chosen["short_side"] in (64, 128) and chosen["threshold"] in (0.3, 0.5)
+    assert 0 <= chosen["val_miou"] <= 1 and 0 <= chosen["val_foreground_iou"] <= 1

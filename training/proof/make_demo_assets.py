@@ -1,5 +1,5 @@
 r"""Regenerate the bundled demo: the demo model (the proof's best caption-trained checkpoint on the VALIDATION split,
-float16 weights) and the sample frame sequence with its ground truth, plus the node parameters scripts/demo.sh uses.
+float16 weights, with the inference size and background threshold that score best on the validation split) and the sample frame sequence with its ground truth, plus the node parameters scripts/demo.sh uses.
 
 Example (after `python training/proof/run_chain.py --out runs/proof`):
     python training/proof/make_demo_assets.py --chain runs/proof
@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Sequence
 
 from synseg_core.checkpoint import CheckpointError, read_checkpoint_config
-from synseg_core.proof.demo_assets import (DEFAULT_QUERY, DEMO_DIR, NODE_PARAMS_FILE, export_demo_model,
-                                           write_demo_frames, write_node_params)
+from synseg_core.proof.demo_assets import (DEFAULT_QUERY, DEMO_DIR, NODE_PARAMS_FILE, choose_inference,
+                                           export_demo_model, write_demo_frames, write_node_params)
 from synseg_core.proof.report import RESULTS_JSON
 
 DEFAULT_FRAMES = 12
 DEFAULT_SEED = 2024  # distinct from every split seed of the chain (800-804)
+DEFAULT_SCALES = (1.0, 1.5, 2.0)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -34,6 +35,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="scene seed of the frames")
     p.add_argument("--query", default=", ".join(DEFAULT_QUERY), help="the frames' categories, comma-separated")
     p.add_argument("--frames-only", action="store_true", help="keep the model; rewrite only the frames")
+    p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
+                   help="inference sizes tried on the validation split, as multiples of the train size")
     return p.parse_args(argv)
 
 
@@ -56,11 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             provenance = {"recipe": row["label"], "row": row["row_id"], "seed": row["seed"], "step": row["step"],
                           "train_command": row["train_command"], "val_miou": row["val_miou"],
                           "test_miou": row["test"]["miou"], "source_checkpoint": row["checkpoint"]}
+            inference = choose_inference(row["checkpoint"], Path(args.chain) / "data" / "target_val", args.scales,
+                                         results["config"]["eval"]["thresholds"])
+            provenance["inference"] = inference
             if model_dir.exists():
                 shutil.rmtree(model_dir)
-            export_demo_model(row["checkpoint"], model_dir, row["test"]["threshold"], provenance)
+            export_demo_model(row["checkpoint"], model_dir, inference["short_side"], inference["threshold"], provenance)
             print(f"demo model: {row['label']} (seed {row['seed']}, step {row['step']}), validation mIoU "
-                  f"{100 * row['val_miou']:.1f} -> {model_dir}")
+                  f"{100 * row['val_miou']:.1f}; inference at {inference['short_side']} px, background threshold "
+                  f"{inference['threshold']} (validation mIoU {100 * inference['val_miou']:.1f}, foreground IoU "
+                  f"{100 * inference['val_foreground_iou']:.1f}) -> {model_dir}")
         model_config, _ = read_checkpoint_config(model_dir)
         query = [c.strip() for c in args.query.split(",") if c.strip()]
         frames = demo / "frames"
