@@ -51,7 +51,10 @@ if [ "$openai" -eq 1 ]; then
 else
   model="$demo/model"; frames="$demo/frames"; params="$demo/node_params.yaml"
 fi
-[ -f "$model/config.json" ] || { echo "[demo] no model at $model (see training/proof/make_demo_assets.py)" >&2; exit 2; }
+if [ ! -f "$model/config.json" ]; then
+  echo "[demo] no model at $model (see training/proof/make_demo_assets.py)" >&2
+  exit 2
+fi
 
 node_cmd=("$venv/bin/synseg_node")
 [ -x "${node_cmd[0]}" ] || node_cmd=("$py" -c "from synseg_ros.node import main; main()")

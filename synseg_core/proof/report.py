@@ -63,7 +63,8 @@ def markdown(results: dict) -> str:
              f"Held-out split: {results['test_images']} images of the target domain; validation split: "
              f"{results['val_images']} images. Scores in %. Never-masked categories: "
              f"{', '.join(results['never_masked'])}.", "",
-             "| row | seed | lr / ext. weight | step | bg thr. | val mIoU | mIoU | never-masked mIoU | foreground IoU |",
+             "| row | seed | lr / ext. weight | step | bg thr. | val mIoU | mIoU | never-masked mIoU "
+             "| foreground IoU |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         test = row.get("test") or {}

@@ -65,7 +65,8 @@ def validation_hook(dataset: SegmentationDataset, thresholds: Sequence[float]):
         segmenter = Segmenter(model, TorchBackend(model, next(model.parameters()).device))
         sweep = threshold_sweep(segmenter, dataset, thresholds)
         threshold, miou = best_threshold(sweep)
-        return {"val_miou": miou, "val_threshold": threshold, "val_foreground_iou": foreground_iou(sweep[threshold].matrix)}
+        return {"val_miou": miou, "val_threshold": threshold,
+                "val_foreground_iou": foreground_iou(sweep[threshold].matrix)}
     return evaluate
 
 

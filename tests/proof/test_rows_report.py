@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synseg_core.proof.config import ChainConfig, Stage3Section, fast_chain, full_chain
+from synseg_core.proof.config import ChainConfig, Stage3Section, full_chain
 from synseg_core.config import ConfigError
 from synseg_core.proof.report import GRID_PNG, RESULTS_JSON, RESULTS_MD, assess_targets, write_results
 from synseg_core.proof.rows import KEY_VARIANTS, VARIANTS, stage3_rows, stage3_run

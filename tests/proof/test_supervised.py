@@ -51,7 +51,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights_and_a_finished_
                             stop_at=4) is None
     assert not (split / FINAL_DIR).exists()
     train_supervised(get_model_config("tiny-test"), source_split, split, _cfg(8), progress=False)
-    a, b = load_file(str(whole / FINAL_DIR / "model.safetensors")), load_file(str(split / FINAL_DIR / "model.safetensors"))
+    a = load_file(str(whole / FINAL_DIR / "model.safetensors"))
+    b = load_file(str(split / FINAL_DIR / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _losses(whole) == _losses(split)
 

@@ -1,5 +1,6 @@
 r"""Regenerate the bundled demo: the demo model (the proof's best caption-trained checkpoint on the VALIDATION split,
-float16 weights, with the inference size and background threshold that score best on the validation split) and the sample frame sequence with its ground truth, plus the node parameters scripts/demo.sh uses.
+float16 weights, with the inference size and background threshold that score best on the validation split) and
+the sample frame sequence with its ground truth, plus the node parameters scripts/demo.sh uses.
 
 Example (after `python training/proof/run_chain.py --out runs/proof`):
     python training/proof/make_demo_assets.py --chain runs/proof
