@@ -35,12 +35,18 @@ class DomainConfig:
         excluded_things: thing categories never drawn in this domain.
         repeat_probability: chance that each object after the first copies an earlier object's category
             (gives counted phrases such as "two blue squares").
-        max_rotation_deg: objects are rotated uniformly within +- this angle. Kept small: a tiny ViT trained
-            from scratch learnt shape far more slowly with free rotation (a square at 45 degrees is a diamond).
+        max_rotation_deg: objects are rotated uniformly within +- this angle. Off in the registered domains: a
+            tiny ViT trained from scratch learnt shape far more slowly with rotated shapes.
         colour_jitter: per-object, per-channel RGB offset range (+-).
         brightness_jitter: per-region stuff brightness factor range (1 +-).
         shading: "shaded" objects: relative brightness difference between their top and bottom.
         grain: "shaded" objects: relative per-pixel brightness noise.
+        outline_width: width of a dark contour drawn just inside each object's edge, as a fraction of the image
+            side (at least 1 pixel; 0 = none). The contour pixels belong to the object. It makes shape legible
+            to a tiny ViT: without it, a patch's edge pattern is entangled with the object's and the background's
+            colours, and shape accuracy stayed near 40-50% after 2000 CLIP steps (with it, a supervised probe
+            learnt shape about 3x faster).
+        outline_rgb: colour of that contour.
         min_visible_fraction: an object must keep this fraction of its area after occlusion by later objects.
         min_stuff_fraction: each stuff region must keep this fraction of the image after the objects.
         boundary: range of the mean height of a two-region boundary, as a fraction of the image height.
@@ -57,11 +63,13 @@ class DomainConfig:
     object_size: tuple[float, float]
     excluded_things: tuple[str, ...] = ()
     repeat_probability: float = 0.3
-    max_rotation_deg: float = 30.0
+    max_rotation_deg: float = 0.0
     colour_jitter: float = 12.0
     brightness_jitter: float = 0.08
     shading: float = 0.35
     grain: float = 0.05
+    outline_width: float = 0.03
+    outline_rgb: tuple[int, int, int] = (20, 20, 20)
     min_visible_fraction: float = 0.7
     min_stuff_fraction: float = 0.08
     boundary: tuple[float, float] = (0.35, 0.65)
@@ -105,11 +113,11 @@ def _check_range(domain: str, field: str, value: tuple, low: float, high: float)
 DOMAINS: dict[str, DomainConfig] = {
     "source": DomainConfig(
         name="source", stuff=SOURCE_STUFF, textured=False, object_style="flat", stuff_regions=(1, 1),
-        num_objects=(1, 2), object_size=(0.4, 0.65), excluded_things=SOURCE_HELD_OUT_THINGS, max_rotation_deg=15.0,
+        num_objects=(1, 2), object_size=(0.4, 0.65), excluded_things=SOURCE_HELD_OUT_THINGS,
     ),
     "target": DomainConfig(
         name="target", stuff=tuple(all_stuff_categories()), textured=True, object_style="shaded",
-        stuff_regions=(1, 2), num_objects=(1, 3), object_size=(0.3, 0.55), max_rotation_deg=30.0,
+        stuff_regions=(1, 2), num_objects=(1, 3), object_size=(0.3, 0.55),
     ),
 }
 

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .captions import NUMBER_WORDS, make_caption
@@ -115,7 +116,7 @@ def generate_scene(domain: DomainConfig, size: Size, rng: np.random.Generator) -
     stuff = _pick_stuff(domain, rng)
     layout = stuff_layout(rng, len(stuff), size, domain.boundary, domain.boundary_wave)
     things = _pick_things(domain, rng)
-    objects, masks = _place_objects(domain, things, layout, len(stuff), size, rng)
+    objects, masks, full_masks = _place_objects(domain, things, layout, len(stuff), size, rng)
 
     image = np.zeros((*size, 3), dtype=np.float32)
     for region, name in enumerate(stuff):
@@ -126,8 +127,11 @@ def generate_scene(domain: DomainConfig, size: Size, rng: np.random.Generator) -
     rng.shuffle(groups)
     categories = groups + stuff
     segmentation = np.array([len(groups) + r for r in range(len(stuff))], dtype=np.uint8)[layout]
-    for obj, mask in zip(objects, masks):
+    outline_px = max(1, round(domain.outline_width * min(size))) if domain.outline_width > 0 else 0
+    for obj, mask, full in zip(objects, masks, full_masks):
         image[mask] = _object_pixels(domain, obj, mask, rng)
+        if outline_px:
+            image[mask & ~_erode(full, outline_px)] = domain.outline_rgb
         segmentation[mask] = categories.index(obj.category)
 
     counts = Counter(things)
@@ -158,11 +162,11 @@ def _pick_things(domain: DomainConfig, rng: np.random.Generator) -> list[str]:
 
 
 def _place_objects(domain: DomainConfig, things: Sequence[str], layout: np.ndarray, regions: int, size: Size,
-                   rng: np.random.Generator) -> tuple[list[PlacedObject], list[np.ndarray]]:
+                   rng: np.random.Generator) -> tuple[list[PlacedObject], list[np.ndarray], list[np.ndarray]]:
     """Positions, sizes and rotations such that every object and stuff region stays visible.
 
     Returns:
-        the objects and their visible masks (bool [H, W], after occlusion by later objects).
+        the objects, their visible masks (after occlusion by later objects) and their full masks (bool [H, W]).
     """
     side = min(size)
     for _ in range(domain.max_tries):
@@ -181,11 +185,17 @@ def _place_objects(domain: DomainConfig, things: Sequence[str], layout: np.ndarr
         stuff_ok = all(((layout == r) & ~covered).sum() >= domain.min_stuff_fraction * layout.size
                        for r in range(regions))
         if objects_ok and stuff_ok:
-            return objects, visible
+            return objects, visible, full
     raise RuntimeError(f"domain {domain.name!r}: could not place {len(things)} objects of size {domain.object_size} "
                        f"in {size} within {domain.max_tries} tries; lower num_objects or object_size, or relax "
                        f"min_visible_fraction ({domain.min_visible_fraction}) / min_stuff_fraction "
                        f"({domain.min_stuff_fraction})")
+
+
+def _erode(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """The mask shrunk by ``pixels`` on every side (pixels beyond the image border count as inside)."""
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), dtype=np.uint8)
+    return cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
 
 
 def _visible_masks(full: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -2,6 +2,7 @@
 import dataclasses
 import re
 
+import cv2
 import numpy as np
 import pytest
 
@@ -56,12 +57,22 @@ def test_every_category_has_pixels_and_every_object_is_in_the_caption(domain):
             assert not re.search(rf"\b{stuff}\b", scene.caption), scene.caption
 
 
-def test_objects_pixels_carry_their_colour():
+def test_objects_are_filled_with_their_colour_inside_a_dark_outline():
+    domain = DOMAINS["source"]
     scene = _scenes("source", count=1)[0]
+    outline = np.all(scene.image == domain.outline_rgb, axis=-1)
+    width = round(domain.outline_width * SIZE)
     for category in {o.category for o in scene.objects}:
-        colour = scene.image[scene.mask(category)].astype(float).mean(0)
+        mask = scene.mask(category)
+        interior = cv2.erode(mask.astype(np.uint8), np.ones((2 * width + 1,) * 2, np.uint8)).astype(bool)
+        colour = scene.image[interior].astype(float).mean(0)
         expected = np.array(COLOURS[category.split()[0]], dtype=float)
-        assert np.abs(colour - expected).max() <= DOMAINS["source"].colour_jitter + 1
+        assert np.abs(colour - expected).max() <= domain.colour_jitter + 1
+        ring = mask & ~interior
+        assert outline[ring].mean() > 0.9 and not outline[interior].any()  # contour pixels are labelled object
+    without = SceneGenerator([dataclasses.replace(domain, outline_width=0.0)], SIZE, 3).generate(0)
+    assert np.array_equal(without.segmentation, scene.segmentation)
+    assert not np.all(without.image == domain.outline_rgb, axis=-1).any()
 
 
 def test_domains_differ_in_vocabulary_backgrounds_and_sizes():
