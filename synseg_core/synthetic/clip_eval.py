@@ -23,7 +23,8 @@ RETRIEVAL_SEED_OFFSET = 1
 @torch.no_grad()
 def encode_images(model: open_clip.CLIP, images: np.ndarray, cfg: ClipPretrainConfig) -> torch.Tensor:
     """uint8 RGB [N, H, W, 3] -> unit-norm image embeddings [N, D]."""
-    parts = [model.encode_image(normalise_images(images[i:i + cfg.eval_batch_size], cfg.mean, cfg.std))
+    device = next(model.parameters()).device
+    parts = [model.encode_image(normalise_images(images[i:i + cfg.eval_batch_size], cfg.mean, cfg.std).to(device))
              for i in range(0, len(images), cfg.eval_batch_size)]
     return F.normalize(torch.cat(parts).float(), dim=-1)
 
@@ -32,7 +33,9 @@ def encode_images(model: open_clip.CLIP, images: np.ndarray, cfg: ClipPretrainCo
 def encode_texts(model: open_clip.CLIP, tokenizer: open_clip.tokenizer.SimpleTokenizer, texts: Sequence[str],
                  batch_size: int) -> torch.Tensor:
     """Strings -> unit-norm text embeddings [T, D]."""
-    parts = [model.encode_text(tokenizer(list(texts[i:i + batch_size]))) for i in range(0, len(texts), batch_size)]
+    device = next(model.parameters()).device
+    parts = [model.encode_text(tokenizer(list(texts[i:i + batch_size])).to(device))
+             for i in range(0, len(texts), batch_size)]
     return F.normalize(torch.cat(parts).float(), dim=-1)
 
 

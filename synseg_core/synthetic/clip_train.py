@@ -41,7 +41,7 @@ _META_KEY = "synseg_clip_pretrain"
 # Data-order streams: numpy seeds are (seed, stream, counter) so order and flips never share random numbers.
 _ORDER_STREAM, _FLIP_STREAM, _SWAP_STREAM = 0, 1, 2
 # Settings that do not change what is trained, so a run may resume with other values for them.
-RESUME_FREE_SETTINGS = frozenset({"threads", "checkpoint_every", "log_every", "eval_every", "eval_seed",
+RESUME_FREE_SETTINGS = frozenset({"threads", "device", "checkpoint_every", "log_every", "eval_every", "eval_seed",
                                   "zero_shot_images", "retrieval_images", "eval_batch_size", "zero_shot_templates",
                                   "save_dtype"})
 
@@ -59,6 +59,10 @@ class CaptionBatch:
     images: torch.Tensor
     tokens: torch.Tensor
     negative_tokens: torch.Tensor | None
+
+    def to(self, device: torch.device) -> CaptionBatch:
+        negatives = None if self.negative_tokens is None else self.negative_tokens.to(device)
+        return CaptionBatch(self.images.to(device), self.tokens.to(device), negatives)
 
 
 class CaptionBatches:
@@ -85,6 +89,14 @@ class CaptionBatches:
         if first.shape[:2] != (cfg.image_size, cfg.image_size):
             raise ValueError(f"images of {split_dirs[0]} are {first.shape[1]}x{first.shape[0]}, but image_size is "
                              f"{cfg.image_size}; regenerate the split or set image_size={first.shape[0]}")
+        # Decoded once (20k 64-px images: 245 MB): decoding PNGs every step kept a GPU waiting on one CPU core.
+        self.images = np.empty((len(self.records), *first.shape), dtype=np.uint8)
+        for index in range(len(self.records)):
+            image = self._read(index)
+            if image.shape != first.shape:
+                raise ValueError(f"image {self.records[index]['image']} is {image.shape[1]}x{image.shape[0]}; every "
+                                 f"image of a stage-1 split must be {cfg.image_size}x{cfg.image_size}")
+            self.images[index] = image
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -112,7 +124,7 @@ class CaptionBatches:
     def batch(self, step: int) -> CaptionBatch:
         """Batch number ``step`` (with shape-swapped negatives when ``cfg.shape_swap_weight`` > 0)."""
         idx = self.indices(step)
-        images = np.stack([self._read(int(i)) for i in idx])  # [B, S, S, 3]
+        images = self.images[idx]  # [B, S, S, 3], a copy
         if self.cfg.hflip:
             flip = np.random.default_rng([self.cfg.seed, _FLIP_STREAM, step]).random(len(idx)) < 0.5
             images[flip] = images[flip, :, ::-1]
@@ -201,6 +213,8 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
     torch.manual_seed(cfg.seed)
     model_config = clip_model_config(cfg)
     model, tokenizer = build_clip(model_config)
+    device = cfg.torch_device()
+    model.to(device)
     data = CaptionBatches(train_dirs, cfg, tokenizer)
     domains = split_domains(train_dirs)
     optimizer = make_optimizer(model, cfg)
@@ -215,7 +229,8 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
     bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc="stage-1 CLIP", disable=not progress,
                mininterval=PROGRESS_INTERVAL_S)
     for step in bar:
-        loss, logit_scale = _train_step(model, optimizer, loss_fn, data.batch(step), learning_rate(cfg, step), cfg)
+        batch = data.batch(step).to(device)
+        loss, logit_scale = _train_step(model, optimizer, loss_fn, batch, learning_rate(cfg, step), cfg)
         done = step + 1
         evaluate = cfg.eval_every > 0 and done % cfg.eval_every == 0
         if evaluate or done % cfg.log_every == 0 or done == cfg.steps:
@@ -283,6 +298,7 @@ def _export_and_evaluate(model: open_clip.CLIP, model_config: dict[str, Any], cf
     """Export the CLIP, reload the exported files and measure them."""
     export_clip(model, model_config, out, cfg.save_dtype)
     exported, exported_tokenizer = load_exported_clip(out)
+    exported.to(next(model.parameters()).device)
     metrics = evaluate_clip(exported, exported_tokenizer, cfg, domains)
     metrics.update({"steps": cfg.steps, "save_dtype": cfg.save_dtype,
                     "parameters": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict()})

@@ -95,6 +95,29 @@ def test_unknown_or_mistyped_settings_are_errors(caption_split, tmp_path):
         config_with_overrides(ClipPretrainConfig(), {"image_size": 100})
 
 
+def test_bad_devices_are_errors_that_name_the_choices(caption_split, tmp_path):
+    with pytest.raises(ConfigError, match="'tpu' is not a torch device.*'auto', 'cpu', 'cuda'"):
+        _run(caption_split, tmp_path, "device=tpu")
+    with pytest.raises(ConfigError, match="'meta' is not supported"):
+        _run(caption_split, tmp_path, "device=meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            _run(caption_split, tmp_path, "device=cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_run_resumes_on_the_cpu_and_matches_an_all_cpu_run_closely(caption_split, tmp_path):
+    settings = ("steps=6", "checkpoint_every=3", "log_every=1")
+    _run(caption_split, tmp_path / "cpu", *settings, "device=cpu")
+    _run(caption_split, tmp_path / "mixed", *settings, "device=cuda", stop_at=3)
+    _run(caption_split, tmp_path / "mixed", *settings, "device=cpu")
+    read = lambda p: [json.loads(line)["loss"] for line in (tmp_path / p / LOG_FILE).read_text().splitlines()]
+    np.testing.assert_allclose(read("mixed"), read("cpu"), rtol=2e-3)  # TF32/kernel differences only
+    metrics = json.loads((tmp_path / "mixed" / METRICS_FILE).read_text())
+    assert 0 <= metrics["retrieval"]["image_to_text_r1"] <= 1
+
+
 def test_images_of_another_size_are_refused(caption_split, tmp_path):
     with pytest.raises(ValueError, match="image_size is 64"):
         _run(caption_split, tmp_path, "image_size=64")
