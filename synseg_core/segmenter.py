@@ -62,10 +62,17 @@ def validate_categories(categories: object, max_categories: int) -> list[str]:
     return [c.strip() for c in categories]
 
 
+# Checkpoints shipped inside the package, by name: "demo" is the synthetic-data demo model (docs/proof_of_learning.md).
+BUNDLED_CHECKPOINTS = {"demo": Path(__file__).parent / "resources" / "demo" / "model"}
+
+
 def resolve_model_source(source: str | Path | SynSegConfig) -> SynSeg:
-    """A model from a checkpoint folder/file, a model-config JSON file, a bundled config name or a SynSegConfig."""
+    """A model from a checkpoint folder/file, a model-config JSON file, a bundled checkpoint name ("demo"), a bundled
+    config name (random weights, e.g. "tiny-test") or a SynSegConfig."""
     if isinstance(source, SynSegConfig):
         return SynSeg(source)
+    if str(source) in BUNDLED_CHECKPOINTS:
+        return load_checkpoint(BUNDLED_CHECKPOINTS[str(source)])
     path = Path(source)
     if path.is_dir() or path.suffix == ".safetensors":
         return load_checkpoint(path)
@@ -73,8 +80,8 @@ def resolve_model_source(source: str | Path | SynSegConfig) -> SynSeg:
         return SynSeg(load_config_file(path))
     if str(source) in list_models():
         return SynSeg(get_model_config(str(source)))
-    raise ConfigError(f"{source!r} is neither a checkpoint folder, a .safetensors file, a model-config .json file nor "
-                      f"a bundled model config ({list_models()})")
+    raise ConfigError(f"{source!r} is neither a checkpoint folder, a .safetensors file, a model-config .json file, a "
+                      f"bundled checkpoint ({sorted(BUNDLED_CHECKPOINTS)}) nor a bundled model config ({list_models()})")
 
 
 class Segmenter:
