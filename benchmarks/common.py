@@ -1,9 +1,11 @@
 """Timing helpers shared by the benchmark scripts: interleaved repeats so both sides see the same machine load."""
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -36,3 +38,13 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warm
             sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ros_environment(repo: Path) -> dict[str, str]:
+    """Environment for node subprocesses: this checkout on PYTHONPATH, DDS kept on localhost, one domain per run
+    (unless already set). The DDS settings are applied to this process too, so its own nodes meet them."""
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 100))
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    return env

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tqdm import tqdm
 
-from benchmarks.common import machine_description
+from benchmarks.common import machine_description, ros_environment
 from benchmarks.node_latency import model_config_file
 from synseg_core import get_model_config
 from synseg_ros.image_conversion import array_to_image
@@ -198,10 +197,7 @@ def node_parameters(model: str, args: argparse.Namespace, folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 100))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    env = ros_environment(REPO)
     print(f"machine: {machine_description()}, {psutil.cpu_count()} CPUs, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(f"model {args.model} (random weights), {len(CAMERAS)} cameras at {args.width}x{args.height} rgb8, "

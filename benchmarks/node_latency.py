@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tqdm import tqdm
 
-from benchmarks.common import machine_description
+from benchmarks.common import machine_description, ros_environment
 from synseg_core import Segmenter, get_model_config
 from synseg_ros.image_conversion import array_to_image
 
@@ -198,10 +197,7 @@ def measure(model: str, args: argparse.Namespace, context, env: dict, folder: Pa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 100))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    env = ros_environment(REPO)
     print(f"machine: {machine_description()}")
     print(f"frames {args.height}x{args.width} rgb8, K={args.categories}, {args.frames} timed frames per model, "
           f"backend torch on CPU, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
