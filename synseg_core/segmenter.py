@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .backends.base import BackendError, ImagePathBackend
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint_config
 from .config import ConfigError, InferenceConfig, SynSegConfig, get_model_config, list_models, load_config_file
 from .inference import (
     model_input_size,
@@ -64,6 +64,13 @@ def validate_categories(categories: object, max_categories: int) -> list[str]:
 
 # Checkpoints shipped inside the package, by name: "demo" is the synthetic-data demo model (docs/proof_of_learning.md).
 BUNDLED_CHECKPOINTS = {"demo": Path(__file__).parent / "resources" / "demo" / "model"}
+
+
+def bundled_checkpoint_config(name: str) -> SynSegConfig:
+    """The model config of a bundled checkpoint (read from its config.json; no weights are loaded)."""
+    if name not in BUNDLED_CHECKPOINTS:
+        raise ConfigError(f"unknown bundled checkpoint {name!r}; bundled: {sorted(BUNDLED_CHECKPOINTS)}")
+    return read_checkpoint_config(BUNDLED_CHECKPOINTS[name])[0]
 
 
 def resolve_model_source(source: str | Path | SynSegConfig) -> SynSeg:

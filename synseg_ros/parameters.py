@@ -1,7 +1,8 @@
 """The node's parameters: one dataclass with the defaults, declaration on a node, and validation.
 
-`config/synseg.yaml` restates these defaults for users; the dataclass is the source of truth in code, and the
-inference defaults come from `synseg_core.config.InferenceConfig`. Every value is checked at configure time and
+`config/synseg.yaml` restates these defaults for users; the dataclass is the source of truth in code. The default
+checkpoint is the bundled demo model, and the inference defaults are the settings stored with it (its config.json).
+Every value is checked at configure time and
 on `ros2 param set`; a problem is reported as "parameter 'x' is <value>; <what is allowed>".
 
 Cameras: `cameras` empty = one camera on `image` with outputs under `~/`; a list of names = one pipeline per name
@@ -23,10 +24,13 @@ from synseg_core.backends.factory import DEFAULT_CACHE_DIR
 from synseg_core.config import InferenceConfig, replace_inference
 from synseg_core.inference import MAX_IMAGE_PIXELS
 from synseg_core.query import QueryLimits
-from synseg_core.segmenter import MAX_CATEGORY_LENGTH
+from synseg_core.segmenter import MAX_CATEGORY_LENGTH, bundled_checkpoint_config
 from synseg_ros.outputs import MAX_CATEGORIES
 
-_INFERENCE = InferenceConfig()
+# The default model is the bundled demo; its inference settings (stored with it, chosen on its validation split)
+# are the defaults here. For a ViT-B/16 checkpoint use InferenceConfig()'s: 448 / 448 / 224, thresholds 0.5.
+DEFAULT_CHECKPOINT = "demo"
+_INFERENCE = bundled_checkpoint_config(DEFAULT_CHECKPOINT).inference
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 RELIABILITIES = ("best_effort", "reliable")
@@ -45,9 +49,9 @@ class ParameterError(ValueError):
 class NodeParameters:
     """All parameters of the segmentation node (names as in config/synseg.yaml)."""
 
-    # Model and runtime. `checkpoint`: a checkpoint folder or .safetensors file, a model-config .json, or a
-    # bundled model-config name such as "tiny-test" (random weights, for tests).
-    checkpoint: str = "tiny-test"
+    # Model and runtime. `checkpoint`: a checkpoint folder or .safetensors file, a model-config .json, a bundled
+    # checkpoint ("demo") or a bundled model-config name such as "tiny-test" (random weights, for tests).
+    checkpoint: str = DEFAULT_CHECKPOINT
     backend: str = "auto"
     device: str = "cuda"  # the preferred device: with backend auto, CUDA steps are skipped when there is no GPU
     precision: str = "fp32"
@@ -109,7 +113,8 @@ class NodeParameters:
 
 
 DESCRIPTIONS = {
-    "checkpoint": "checkpoint folder, .safetensors file, model-config .json, or bundled model-config name",
+    "checkpoint": "checkpoint folder, .safetensors file, model-config .json, bundled checkpoint (demo) or bundled "
+                  "model-config name (tiny-test)",
     "backend": f"image-path backend: one of {', '.join(BACKENDS)} (auto: TensorRT, then ONNX Runtime, then torch)",
     "device": "preferred device: cpu, cuda or cuda:N (backend auto falls back to the CPU without a GPU)",
     "precision": f"one of {', '.join(PRECISIONS)}",

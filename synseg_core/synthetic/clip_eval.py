@@ -69,7 +69,7 @@ def zero_shot(model: open_clip.CLIP, tokenizer: open_clip.tokenizer.SimpleTokeni
         thing_text = encode_texts(model, tokenizer, [template.format(t) for t in things], cfg.eval_batch_size)
         stuff_text = encode_texts(model, tokenizer, [template.format(s) for s in stuff], cfg.eval_batch_size)
         predicted = [split_thing_category(things[i]) for i in (image_features @ thing_text.T).argmax(1).tolist()]
-        predicted_stuff = (image_features @ stuff_text.T).argmax(1).numpy()
+        predicted_stuff = (image_features @ stuff_text.T).argmax(1).cpu().numpy()
         results[template] = {
             "colour": float(np.mean([p[0] == t[0] for p, t in zip(predicted, true_things)])),
             "shape": float(np.mean([p[1] == t[1] for p, t in zip(predicted, true_things)])),
@@ -93,8 +93,8 @@ def retrieval(model: open_clip.CLIP, tokenizer: open_clip.tokenizer.SimpleTokeni
     same = captions[:, None] == captions[None, :]
     results = {"images": float(len(scenes)), "distinct_captions": float(len(set(captions.tolist())))}
     for k in RETRIEVAL_TOP_K:
-        image_to_text = similarity.topk(k, dim=1).indices.numpy()
-        text_to_image = similarity.T.topk(k, dim=1).indices.numpy()
+        image_to_text = similarity.topk(k, dim=1).indices.cpu().numpy()
+        text_to_image = similarity.T.topk(k, dim=1).indices.cpu().numpy()
         results[f"image_to_text_r{k}"] = float(np.mean(np.take_along_axis(same, image_to_text, 1).any(1)))
         results[f"text_to_image_r{k}"] = float(np.mean(np.take_along_axis(same, text_to_image, 1).any(1)))
     return results

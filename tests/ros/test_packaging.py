@@ -157,4 +157,4 @@ def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_pa
     assert f"synseg_ros at {site_packages / 'synseg_ros'}" in output  # the installed copy ran, not the checkout
     assert "query from parameter 'categories': 5 categories" in output  # the installed config was read
     assert "Traceback" not in output
-    assert "model 'tiny-test' from 'tiny-test' loaded" in output and " on backend " in output
+    assert "from 'demo' loaded" in output and " on backend " in output  # the bundled demo model, packaged

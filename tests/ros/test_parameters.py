@@ -3,18 +3,18 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from synseg_core.config import InferenceConfig
+from synseg_core.segmenter import bundled_checkpoint_config
 from synseg_ros.diagnostics import PipelineStats, diagnostic_status
 from synseg_ros.parameters import (CameraSettings, NodeParameters, ParameterError, camera_settings,
                                    parameters_from_values, split_camera_override)
 from synseg_ros.throttled_log import ThrottledLog
 
 
-def test_defaults_are_valid_and_follow_the_core_inference_defaults():
+def test_defaults_are_valid_and_are_the_demo_models_own_inference_settings():
     params = parameters_from_values({})
-    assert params == NodeParameters()
-    core = InferenceConfig()
-    assert (params.short_side, params.window, params.stride) == (core.short_side, core.window, core.stride)
-    assert params.mask_threshold == core.mask_threshold and params.background == core.background
+    assert params == NodeParameters() and params.checkpoint == "demo"
+    demo = bundled_checkpoint_config("demo").inference
+    assert params.inference_config(InferenceConfig()) == demo  # the node changes nothing the demo model stores
 
 
 def test_inference_config_maps_window_zero_to_whole_image():

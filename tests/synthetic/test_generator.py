@@ -83,9 +83,9 @@ def test_domains_differ_in_vocabulary_backgrounds_and_sizes():
     assert {x for s in source for x in s.stuff} <= set(DOMAINS["source"].stuff)
     assert target_stuff - set(DOMAINS["source"].stuff), "target must show stuff the source never has"
     assert all(len(s.stuff) == 1 for s in source) and any(len(s.stuff) == 2 for s in target)
-    # Flat vs textured stuff: pixel spread inside a stuff region.
+    # Same style (textured stuff) in both: the gap is content, not rendering.
     spread = lambda scenes: np.mean([s.image[s.mask(s.stuff[0])].std(0).mean() for s in scenes])
-    assert spread(source) < 1.0 < spread(target)
+    assert spread(source) > 1.0 and spread(target) > 1.0
     mean_radius = lambda scenes: np.mean([o.radius for s in scenes for o in s.objects])
     assert mean_radius(source) > mean_radius(target)
     assert max(len(s.objects) for s in target) > max(len(s.objects) for s in source)
