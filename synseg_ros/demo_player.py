@@ -199,7 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, player)
     finally:
-        executor.shutdown()
+        # Stop and join the spinning thread before tearing down: a thread still inside rclpy's wait when the
+        # interpreter exits aborts the process ("terminate called without an active exception", exit 134).
+        executor.shutdown(timeout_sec=5)
+        spinner.join(timeout=5)
+        executor.remove_node(player)
         player.destroy_node()
         rclpy.try_shutdown()
 
