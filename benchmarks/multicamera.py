@@ -120,7 +120,8 @@ class Cameras:
                                           RELIABLE)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
         self._stop = threading.Event()
         self._period_s = 1.0 / rate_hz
         self._thread = threading.Thread(target=self._publish, daemon=True)
@@ -142,7 +143,8 @@ class Cameras:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.executor.shutdown()
+        self.executor.shutdown(timeout_sec=5)
+        self._spinner.join(timeout=5)  # a thread left in rclpy's wait aborts the exit
         self.node.destroy_node()
 
 

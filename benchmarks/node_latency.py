@@ -107,7 +107,8 @@ class Client:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
 
     def _arrived(self, name: str, msg: Image) -> None:
         self.arrivals[name][msg.header.stamp.sec] = time.perf_counter()
@@ -126,7 +127,8 @@ class Client:
         return None
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.executor.shutdown(timeout_sec=5)
+        self._spinner.join(timeout=5)  # a thread left in rclpy's wait aborts the exit
         self.node.destroy_node()
 
 
