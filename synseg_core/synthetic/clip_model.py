@@ -91,21 +91,6 @@ class ClipPretrainConfig:
         if self.batch_size < 2:
             raise ConfigError(f"a contrastive batch needs at least 2 pairs, got batch_size={self.batch_size}")
 
-    def torch_device(self) -> torch.device:
-        """The device of ``device`` ("auto" = CUDA when available, else the CPU)."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ConfigError(f"device {self.device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
-                              "'cuda:N'") from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device={self.device!r} but CUDA is not available here; use 'cpu' or 'auto'")
-        if device.type not in ("cpu", "cuda"):
-            raise ConfigError(f"device {self.device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        return device
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

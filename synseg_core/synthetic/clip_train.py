@@ -25,6 +25,7 @@ from safetensors import safe_open
 from tqdm import tqdm
 
 from synseg_core.config import ConfigError, from_dict
+from synseg_core.training.distributed import resolve_device
 
 from .captions import swap_shape
 from .clip_eval import evaluate_clip, zero_shot
@@ -213,7 +214,7 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
     torch.manual_seed(cfg.seed)
     model_config = clip_model_config(cfg)
     model, tokenizer = build_clip(model_config)
-    device = cfg.torch_device()
+    device = resolve_device(cfg.device, setting="device")
     model.to(device)
     data = CaptionBatches(train_dirs, cfg, tokenizer)
     domains = split_domains(train_dirs)

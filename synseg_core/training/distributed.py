@@ -46,23 +46,24 @@ def env_dist_info() -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def resolve_device(requested: str, info: DistInfo) -> torch.device:
-    """"auto" = the local rank's GPU when CUDA is available, else the CPU; "cuda" = the local rank's GPU."""
+def resolve_device(requested: str, info: DistInfo = DistInfo(), setting: str = "runtime.device") -> torch.device:
+    """"auto" = the local rank's GPU when CUDA is available, else the CPU; "cuda" = the local rank's GPU.
+
+    `setting` names the option in error messages (the stage-1 CLIP trainer calls its own one "device")."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(requested)
     except RuntimeError as exc:
-        raise ConfigError(f"runtime.device: {requested!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:N')") \
-            from exc
+        raise ConfigError(f"{setting}: {requested!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:N')") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"runtime.device={requested!r} but CUDA is not available; use 'cpu' or 'auto'")
+            raise ConfigError(f"{setting}={requested!r} but CUDA is not available; use 'cpu' or 'auto'")
         if device.index is None:
             device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise ConfigError(f"runtime.device: {requested!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise ConfigError(f"{setting}: {requested!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return device
 
 
