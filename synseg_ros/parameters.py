@@ -2,8 +2,8 @@
 
 `config/synseg.yaml` restates these defaults for users; the dataclass is the source of truth in code. The default
 checkpoint is the bundled demo model, and the inference defaults are the settings stored with it (its config.json).
-Every value is checked at configure time and
-on `ros2 param set`; a problem is reported as "parameter 'x' is <value>; <what is allowed>".
+Every value is checked at configure time and on `ros2 param set`; a problem is reported as "parameter 'x' is
+<value>; <what is allowed>".
 
 Cameras: `cameras` empty = one camera on `image` with outputs under `~/`; a list of names = one pipeline per name
 on `<name>/image` with outputs under `<name>/`, all batched through one model. Each camera may override

@@ -1,5 +1,6 @@
 """A camera gone wild, in its own process (as a real driver would be): publishes one small rgb8 Image on TOPIC as
-fast as it can until its stdin closes, then prints how many it sent. Prints "matched" once the node subscribes.
+fast as it can until its stdin closes, then prints how many it sent. Prints "matched" once the node subscribes
+(or says that none did within 60 s, and exits).
 
     python flood_publisher.py TOPIC
 """
@@ -16,6 +17,14 @@ from sensor_msgs.msg import Image
 def main(topic: str) -> None:
     rclpy.init()
     node = rclpy.create_node("flood_publisher")
+    try:
+        flood(node, topic)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def flood(node, topic: str) -> None:
     publisher = node.create_publisher(Image, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
     msg = Image(height=24, width=32, encoding="rgb8", step=96, data=pixels.tobytes())
@@ -23,6 +32,9 @@ def main(topic: str) -> None:
     deadline = time.monotonic() + 60.0
     while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
+    if publisher.get_subscription_count() == 0:
+        print("no subscriber after 60 s", flush=True)
+        return
     print("matched", flush=True)
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
@@ -32,8 +44,6 @@ def main(topic: str) -> None:
         publisher.publish(msg)
         sent += 1
     print(f"sent {sent}", flush=True)
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ resuming reproduces an uninterrupted run, and bad settings are refused with clea
 import json
 import math
 
+import cv2
 import numpy as np
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -93,6 +95,16 @@ def test_unknown_or_mistyped_settings_are_errors(caption_split, tmp_path):
         _run(caption_split, tmp_path, "steps=many")
     with pytest.raises(ConfigError, match="multiple of patch_size"):
         config_with_overrides(ClipPretrainConfig(), {"image_size": 100})
+
+
+def test_an_image_of_another_size_inside_a_split_is_named(tmp_path):
+    generator = SceneGenerator(["source"], FAST_OVERRIDES["image_size"], seed=5)
+    split = write_split(tmp_path / "caps", generator, 4, "captions", progress=False)
+    odd = sorted((split / "images").iterdir())[2]
+    cv2.imwrite(str(odd), np.zeros((20, 24, 3), np.uint8))
+    cfg = config_with_overrides(ClipPretrainConfig(), FAST_OVERRIDES)
+    with pytest.raises(ValueError, match=rf"{odd.name} is 24x20; every image of a stage-1 split must be 32x32"):
+        CaptionBatches([split], cfg, open_clip.tokenizer.SimpleTokenizer(context_length=cfg.context_length))
 
 
 def test_bad_devices_are_errors_that_name_the_choices(caption_split, tmp_path):
