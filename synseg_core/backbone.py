@@ -32,13 +32,16 @@ def get_templates(name: str) -> list[str]:
 def build_clip(cfg: BackboneConfig) -> tuple[nn.Module, object]:
     """Create the open_clip model and its tokenizer from a BackboneConfig (no download unless `pretrained` is a tag)."""
     if cfg.clip_config is not None:
-        model = open_clip.CLIP(**cfg.clip_config)
+        vision_cfg = dict(cfg.clip_config.get("vision_cfg", {}), block_type=cfg.vision_block)
+        model = open_clip.CLIP(**{**cfg.clip_config, "vision_cfg": vision_cfg})
         context_length = cfg.clip_config.get("text_cfg", {}).get("context_length", 77)
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
     elif cfg.model_name:
         if cfg.model_name not in open_clip.list_models():
             raise ConfigError(f"unknown open_clip model {cfg.model_name!r}; see open_clip.list_models()")
-        model = open_clip.create_model(cfg.model_name, pretrained=cfg.pretrained if not cfg.weights else None)
+        vision_cfg = dict(open_clip.get_model_config(cfg.model_name)["vision_cfg"], block_type=cfg.vision_block)
+        model = open_clip.create_model(cfg.model_name, pretrained=cfg.pretrained if not cfg.weights else None,
+                                       vision_cfg=vision_cfg)
         tokenizer = open_clip.get_tokenizer(cfg.model_name)
     else:
         raise ConfigError("backbone needs `model_name` (an open_clip architecture) or an inline `clip_config`")

@@ -38,6 +38,32 @@ class DecoderAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(n, t, d))
 
 
+# Rows per chunk when a per-token MLP runs in CPU inference: its hidden activations ([K * T, 2048] in the FFN, 64 MB at
+# 448 and K=10) then stay in a small reused buffer; allocating and first touching buffers that size cost more than the
+# matmuls themselves (measured on the 2-core CI machine: FFN 60 -> 24 ms per layer, refined upsampler 27 -> 6 ms).
+CPU_CHUNK_ROWS = 1024
+
+
+def token_mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+              groups: int = 1) -> torch.Tensor:
+    """relu(x @ w1 + b1), each row's hidden vector split into `groups` equal parts, each part @ w2 + b2.
+
+    x: [R, C]; w1: [C, groups * H]; w2: [H, O] -> [R, groups * O]. Row-chunked in CPU inference (see CPU_CHUNK_ROWS);
+    one pass when autograd, tracing (ONNX export) or another device is involved.
+    """
+    rows, out_dim = x.shape[0], groups * w2.shape[1]
+    if x.device.type != "cpu" or torch.is_grad_enabled() or torch.jit.is_tracing() or rows <= CPU_CHUNK_ROWS:
+        hidden = F.relu(torch.addmm(b1, x, w1)).reshape(-1, w2.shape[0])
+        return torch.addmm(b2, hidden, w2).reshape(-1, out_dim)
+    out = x.new_empty(rows, out_dim)
+    buffer = x.new_empty(CPU_CHUNK_ROWS, w1.shape[1])
+    for start in range(0, rows, CPU_CHUNK_ROWS):
+        part = x[start:start + CPU_CHUNK_ROWS]
+        hidden = torch.addmm(b1, part, w1, out=buffer[:len(part)]).relu_()
+        torch.addmm(b2, hidden.view(-1, w2.shape[0]), w2, out=out[start:start + len(part)].view(-1, w2.shape[1]))
+    return out
+
+
 class DecoderMLP(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -45,7 +71,9 @@ class DecoderMLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.relu(self.fc1(x)))
+        flat = token_mlp(x.reshape(-1, x.shape[-1]), self.fc1.weight.t(), self.fc1.bias, self.fc2.weight.t(),
+                         self.fc2.bias)
+        return flat.view(x.shape)
 
 
 class DecoderLayer(nn.Module):
@@ -63,21 +91,67 @@ class DecoderLayer(nn.Module):
         return self.layer_norm2(x + self.mlp(x))
 
 
+def unshuffle_patches(patches: torch.Tensor, grid: tuple[int, int], k: int, levels: int) -> torch.Tensor:
+    """Per-token output patches -> one map: [M * gh * gw, k^(2 levels)] laid out (i1, j1, i2, j2, ...) with the
+    coarsest sub-pixel first -> [M, 1, gh * k^levels, gw * k^levels]."""
+    gh, gw = grid
+    y = patches.reshape(-1, gh, gw, *([k, k] * levels))
+    rows = [3 + 2 * i for i in range(levels)]
+    y = y.permute(0, 1, *rows, 2, *[r + 1 for r in rows])  # [M, gh, i1, i2.., gw, j1, j2..]
+    side = k ** levels
+    return y.reshape(-1, 1, gh * side, gw * side)
+
+
+class SimpleUpsampler(nn.ConvTranspose2d):
+    """CLIPSeg's simple upsampler: one p x p transposed conv of stride p to a single channel. Stride = kernel, so every
+    token writes its own output patch: it runs as one matmul + a pixel shuffle (parameters as the conv's)."""
+
+    def __init__(self, reduce_dim: int, patch_size: int):
+        super().__init__(reduce_dim, 1, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, gh, gw = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(-1, c)
+        patches = torch.addmm(self.bias, tokens, self.weight.reshape(c, -1))
+        return unshuffle_patches(patches, (gh, gw), self.stride[0], 1)
+
+
+class RefinedUpsampler(nn.Sequential):
+    """CLIPSeg's refined upsampler: conv3x3, ReLU, transposed conv (stride = kernel = p/4), ReLU, transposed conv
+    (stride = kernel = p/4, one channel). Both transposed convs write disjoint patches, so each token's p x p logits
+    depend on that token alone: they run as a per-token two-layer MLP (token_mlp, groups = the k*k sub-pixels) and one
+    pixel shuffle at the end, with the modules' own parameters (Hugging Face names: 0, 2, 4)."""
+
+    def __init__(self, reduce_dim: int, k: int):
+        super().__init__(
+            nn.Conv2d(reduce_dim, reduce_dim, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(reduce_dim, reduce_dim // 2, kernel_size=k, stride=k),
+            nn.ReLU(),
+            nn.ConvTranspose2d(reduce_dim // 2, 1, kernel_size=k, stride=k),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, first, second = self[0], self[2], self[4]
+        n, c, gh, gw = x.shape
+        k, mid = first.stride[0], first.out_channels
+        tokens = F.relu(conv(x)).permute(0, 2, 3, 1).reshape(-1, c)
+        # first's weight [c, mid, i, j] -> columns ordered (i, j, mid) so each sub-pixel's `mid` features are contiguous
+        w1 = first.weight.permute(0, 2, 3, 1).reshape(c, k * k * mid)
+        patches = token_mlp(tokens, w1, first.bias.repeat(k * k), second.weight.reshape(mid, k * k),
+                            second.bias, groups=k * k)
+        return unshuffle_patches(patches, (gh, gw), k, 2)
+
+
 def build_upsampler(kind: str, reduce_dim: int, patch_size: int) -> nn.Module:
     """Token grid [N, r, gh, gw] -> logits [N, 1, gh*p, gw*p] (CLIPSeg simple or refined transposed convolution)."""
     if kind == "simple":
-        return nn.ConvTranspose2d(reduce_dim, 1, patch_size, stride=patch_size)
+        return SimpleUpsampler(reduce_dim, patch_size)
     k = patch_size // 4
     if k * k != patch_size:  # two transposed convs of stride p/4 scale by (p/4)², which is p only for p = 16
         raise ValueError(f"the refined upsampler (CLIPSeg's, two x{k} transposed convs) needs patch size 16, got "
                          f"{patch_size}; use upsampler 'simple' for other patch sizes")
-    return nn.Sequential(
-        nn.Conv2d(reduce_dim, reduce_dim, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.ConvTranspose2d(reduce_dim, reduce_dim // 2, kernel_size=k, stride=k),
-        nn.ReLU(),
-        nn.ConvTranspose2d(reduce_dim // 2, 1, kernel_size=k, stride=k),
-    )
+    return RefinedUpsampler(reduce_dim, k)
 
 
 @dataclass

@@ -90,6 +90,8 @@ def sliding_window_probabilities(images: Sequence[torch.Tensor], run: Callable[[
     step = max_batch or len(windows)
     outs = [run(torch.stack(windows[s:s + step])) for s in range(0, len(windows), step)]
     probs = torch.cat(outs)
+    if len(windows) == len(images):  # one window per image covers it whole: nothing to average
+        return list(probs)
     k = probs.shape[1]
     sums = [img.new_zeros(k, *img.shape[-2:]) for img in images]
     counts = [img.new_zeros(1, *img.shape[-2:]) for img in images]

@@ -48,7 +48,7 @@ def dense_clip_features(backbone: ClipBackbone, images: torch.Tensor) -> torch.T
         _, inter = visual.transformer.forward_intermediates(x, indices=[len(blocks) - 2], stop_early=True)
         x = inter[0]
     last = blocks[-1]
-    width = last.attn.embed_dim
+    width = last.ln_1.normalized_shape[0]  # both open_clip block types (MultiheadAttention and SDPA Attention)
     value = F.linear(last.ln_1(x), last.attn.in_proj_weight[2 * width :], last.attn.in_proj_bias[2 * width :])
     x = last.ls_1(last.attn.out_proj(value))[:, 1:]  # patch tokens only: [B, gh*gw, width]
     x = visual.ln_post(x)

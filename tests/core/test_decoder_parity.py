@@ -4,6 +4,7 @@ import torch
 
 from synseg_core.clipseg_import import import_clipseg_decoder
 from synseg_core.config import BackboneConfig, DecoderConfig, SynSegConfig
+from synseg_core.decoder import CPU_CHUNK_ROWS
 from synseg_core.model import SynSeg
 
 transformers = pytest.importorskip("transformers")
@@ -39,17 +40,24 @@ def _pair(upsampler: str):
 
 
 @pytest.mark.parametrize("upsampler", ["refined", "simple"])
-def test_decoder_matches_hf_clipseg(upsampler):
+@pytest.mark.parametrize("side", [4, 24], ids=["one-pass", "row-chunked"])
+def test_decoder_matches_hf_clipseg(upsampler, side):
+    """A 24 x 24 grid for 3 images is 1731 token rows: more than decoder.CPU_CHUNK_ROWS, so the CPU inference path
+    runs the FFN and upsampler in chunks (and the last chunk is partial); with autograd on, the one-pass path runs."""
     hf, ours = _pair(upsampler)
     torch.manual_seed(1)
-    b, tokens, width = 3, 1 + 4 * 4, 48
+    b, tokens, width = 3, 1 + side * side, 48
+    assert (side == 24) == (b * tokens > CPU_CHUNK_ROWS)
     acts = [torch.randn(b, tokens, width) for _ in range(3)]  # shallow -> deep
     cond = torch.randn(b, 24) * 3
     with torch.no_grad():
-        expected = hf.decoder(tuple(acts), cond).logits  # [B, 64, 64]
-        got = ours.decoder(acts, cond, torch.arange(b), (4, 4)).logits
-    assert got.shape == expected.shape == (b, 64, 64)
+        expected = hf.decoder(tuple(acts), cond).logits  # [B, 16 side, 16 side]
+        got = ours.decoder(acts, cond, torch.arange(b), (side, side)).logits
+    with torch.enable_grad():
+        got_autograd = ours.decoder(acts, cond, torch.arange(b), (side, side)).logits
+    assert got.shape == expected.shape == (b, 16 * side, 16 * side)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_autograd.detach(), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_shared_reduce_equals_repeated_images():

@@ -81,3 +81,19 @@ def test_refined_upsampler_needs_patch_16():
     assert build_upsampler("simple", 16, 32)(torch.zeros(1, 16, 2, 3)).shape == (1, 1, 64, 96)
     with pytest.raises(ValueError, match="needs patch size 16.*'simple'"):
         build_upsampler("refined", 16, 32)
+
+
+def test_vision_block_types_share_weights_and_results():
+    """open_clip's SDPA blocks ("custom", the default) and nn.MultiheadAttention blocks ("default") take the same
+    state dict (checkpoints from either load into the other) and give the same probabilities."""
+    cfg = get_model_config("tiny-test")
+    torch.manual_seed(0)
+    sdpa = SynSeg(cfg).eval()
+    cfg.backbone.vision_block = "default"
+    mha = SynSeg(cfg).eval()
+    mha.load_state_dict(sdpa.state_dict(), strict=True)
+    assert type(sdpa.backbone.clip.visual.transformer.resblocks[0]) is not type(
+        mha.backbone.clip.visual.transformer.resblocks[0])
+    images, text = torch.randn(2, 3, 64, 64), torch.randn(3, sdpa.backbone.embed_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(images, text), mha(images, text), atol=1e-5, rtol=0)

@@ -1,12 +1,14 @@
 """MaskCLIP baseline: value-path features against torch's own attention with self-only attention, and the backend."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
-from synseg_core import Segmenter
+from synseg_core import Segmenter, get_model_config
 from synseg_core.config import InferenceConfig, PreprocessConfig
 from synseg_core.evaluation.maskclip import MaskClipBackend, clip_normalisation, dense_clip_features
 from synseg_core.inference import to_normalised_tensor
+from synseg_core.model import SynSeg
 
 
 def _reference_features(backbone, images):
@@ -20,14 +22,20 @@ def _reference_features(backbone, images):
     n = x.shape[1]
     self_only = torch.full((n, n), float("-inf")).fill_diagonal_(0.0)
     h = last.ln_1(x)
-    y = last.attn(h, h, h, need_weights=False, attn_mask=self_only)[0]
+    if isinstance(last.attn, torch.nn.MultiheadAttention):  # open_clip's "default" block
+        y = last.attn(h, h, h, need_weights=False, attn_mask=self_only)[0]
+    else:  # open_clip's "custom" (SDPA) block
+        y = last.attn(h, attn_mask=self_only)
     y = visual.ln_post(y[:, 1:]) @ visual.proj
     gh, gw = backbone.grid_size(*images.shape[-2:])
     return y.transpose(1, 2).reshape(images.shape[0], -1, gh, gw)
 
 
-def test_dense_features_are_the_last_block_value_path(tiny_model):
-    backbone = tiny_model.backbone
+@pytest.mark.parametrize("vision_block", ["custom", "default"])
+def test_dense_features_are_the_last_block_value_path(vision_block):
+    cfg = get_model_config("tiny-test")
+    cfg.backbone.vision_block = vision_block
+    backbone = SynSeg(cfg).backbone
     images = torch.randn(2, 3, 48, 80, generator=torch.Generator().manual_seed(0))
     ours = dense_clip_features(backbone, images)
     assert ours.shape == (2, backbone.embed_dim, 3, 5)
