@@ -28,6 +28,7 @@ INPUT_IMAGES = "images"
 INPUT_TEXT = "text_embeddings"
 OUTPUT = "probabilities"
 METADATA_KEY = "synseg"
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class ExportError(RuntimeError):
@@ -76,16 +77,19 @@ def _export_mode():
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, fp16: bool = False,
+def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, precision: str = "fp32",
                 check: bool = True) -> Path:
     """Export the image path to `path` (written atomically) and return it.
 
     Args:
         input_size: the square input size S (a multiple of the patch size).
-        fp16: half weights and activations, with LayerNorm, Softmax and reductions kept in fp32 (what TensorRT 11's
-            strongly typed networks need for an fp16 engine); inputs and outputs stay fp32.
+        precision: "fp32"; "fp16": half weights and activations, with LayerNorm, Softmax and reductions kept in fp32
+            (what TensorRT 11's strongly typed networks need for an fp16 engine); "int8": the CLIP tower's weight
+            matmuls dynamically quantized for ONNX Runtime on the CPU (export_int8.py). Inputs and outputs stay fp32.
         check: run the ONNX checker on the result.
     """
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
     patch = model.backbone.patch_size
     if input_size <= 0 or input_size % patch:
         raise ExportError(f"input_size must be a positive multiple of the patch size {patch}, got {input_size}")
@@ -105,13 +109,16 @@ def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, fp16: bool 
                 dynamic_axes={INPUT_IMAGES: {0: "batch"}, INPUT_TEXT: {0: "categories"},
                               OUTPUT: {0: "batch", 1: "categories"}})
         proto = onnx.load(tmp)
-        if fp16:
+        if precision == "fp16":
             from .export_fp16 import convert_to_fp16
 
             proto = convert_to_fp16(proto)
-        info = ExportInfo(input_size=input_size, embed_dim=model.backbone.embed_dim,
-                          precision="fp16" if fp16 else "fp32", opset=OPSET, model_config=model.cfg.to_dict(),
-                          weights_sha256=weights_digest(model))
+        elif precision == "int8":
+            from .export_int8 import quantize_int8
+
+            proto = quantize_int8(proto)
+        info = ExportInfo(input_size=input_size, embed_dim=model.backbone.embed_dim, precision=precision,
+                          opset=OPSET, model_config=model.cfg.to_dict(), weights_sha256=weights_digest(model))
         onnx.helper.set_model_props(proto, {METADATA_KEY: info.to_json()})
         if check:
             onnx.checker.check_model(proto, full_check=True)
@@ -120,7 +127,7 @@ def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, fp16: bool 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    log.info("exported %s (%s, input %dx%d)", path, "fp16" if fp16 else "fp32", input_size, input_size)
+    log.info("exported %s (%s, input %dx%d)", path, precision, input_size, input_size)
     return path
 
 
@@ -134,9 +141,9 @@ def weights_digest(model: SynSeg) -> str:
     return h.hexdigest()
 
 
-def default_export_path(model: SynSeg, cache_dir: str | Path, input_size: int, fp16: bool = False) -> Path:
+def default_export_path(model: SynSeg, cache_dir: str | Path, input_size: int, precision: str = "fp32") -> Path:
     """Where an automatic export of this model lives: keyed by weights digest, size and precision."""
-    name = f"{model.cfg.name}-{weights_digest(model)[:16]}-{input_size}-{'fp16' if fp16 else 'fp32'}.onnx"
+    name = f"{model.cfg.name}-{weights_digest(model)[:16]}-{input_size}-{precision}.onnx"
     return Path(cache_dir).expanduser() / name
 
 

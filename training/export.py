@@ -1,6 +1,7 @@
-"""Export the SynSeg image path to ONNX (one fixed input size per file; fp32, or fp16 for TensorRT 11).
+"""Export the SynSeg image path to ONNX (one fixed input size per file; fp32, fp16 for TensorRT 11, or int8 for
+ONNX Runtime on the CPU).
 
-    python training/export.py --checkpoint CKPT --input-size 448 --out model.onnx [--fp16]
+    python training/export.py --checkpoint CKPT --input-size 448 --out model.onnx [--precision fp32|fp16|int8]
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import sys
 import time
 
-from synseg_core.export import ExportError, export_onnx, read_export_info
+from synseg_core.export import PRECISIONS, ExportError, export_onnx, read_export_info
 from synseg_core.segmenter import resolve_model_source
 
 
@@ -19,7 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoint folder, model-config JSON, or bundled config name (e.g. tiny-test)")
     p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's window)")
     p.add_argument("--out", required=True, help="output .onnx path")
-    p.add_argument("--fp16", action="store_true", help="fp16 weights/activations, LayerNorm/Softmax kept fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp16: half weights/activations with LayerNorm/Softmax kept fp32 (TensorRT 11); int8: the CLIP "
+                        "tower's weight matmuls dynamically quantized (ONNX Runtime on the CPU)")
     return p.parse_args(argv)
 
 
@@ -29,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[export] loading {args.checkpoint}", flush=True)
     model = resolve_model_source(args.checkpoint)
     size = args.input_size or model.cfg.inference.window or model.cfg.inference.short_side
-    print(f"[export] tracing the image path at {size}x{size} ({'fp16' if args.fp16 else 'fp32'}) ...", flush=True)
+    print(f"[export] tracing the image path at {size}x{size} ({args.precision}) ...", flush=True)
     start = time.perf_counter()
     try:
-        path = export_onnx(model, args.out, size, fp16=args.fp16)
+        path = export_onnx(model, args.out, size, precision=args.precision)
     except ExportError as exc:
         print(f"[export] error: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..export import PRECISIONS
 from ..model import SynSeg
 from .base import BackendError, ImagePathBackend
 
@@ -21,7 +22,7 @@ DEFAULT_CACHE_DIR = "~/.cache/synseg"
 
 
 def export_for_backend(model: SynSeg, onnx_path: str | Path | None, cache_dir: str | Path, input_size: int,
-                       fp16: bool) -> Path:
+                       precision: str) -> Path:
     """The ONNX file to run: `onnx_path` when given, else an export cached under cache_dir/onnx (made if missing)."""
     from ..export import default_export_path, export_onnx
 
@@ -30,10 +31,10 @@ def export_for_backend(model: SynSeg, onnx_path: str | Path | None, cache_dir: s
             raise BackendError(f"onnx_path {onnx_path} does not exist; export one with training/export.py or leave "
                                "onnx_path empty to export automatically")
         return Path(onnx_path)
-    path = default_export_path(model, Path(cache_dir) / "onnx", input_size, fp16)
+    path = default_export_path(model, Path(cache_dir) / "onnx", input_size, precision)
     if not path.is_file():
-        log.info("exporting the image path to %s (first run for these weights and input size)", path)
-        export_onnx(model, path, input_size, fp16=fp16)
+        log.info("exporting the image path to %s (first run for these weights, input size and precision)", path)
+        export_onnx(model, path, input_size, precision=precision)
     return path
 
 
@@ -51,9 +52,10 @@ class _Factories:
         self.cache_dir, self.input_size, self.max_batch = Path(cache_dir).expanduser(), input_size, max_batch
         self.tensorrt = dict(tensorrt or {})
 
-    def _onnx(self, fp16: bool) -> Path:
-        return export_for_backend(self.model, self.onnx_path if not fp16 else None, self.cache_dir,
-                                  self.input_size, fp16)
+    def _onnx(self, precision: str) -> Path:
+        """An export of `precision`; a given onnx_path stands for the fp32 one (TensorRT's fp16 needs its own)."""
+        return export_for_backend(self.model, self.onnx_path if precision == "fp32" else None, self.cache_dir,
+                                  self.input_size, precision)
 
     def torch(self, device: str) -> ImagePathBackend:
         from .torch_backend import TorchBackend
@@ -61,14 +63,18 @@ class _Factories:
         on_gpu = torch.device(device).type == "cuda"
         return TorchBackend(self.model, device=device, precision=self.precision if on_gpu else "fp32")
 
+    def _onnxruntime_precision(self, device: str) -> str:
+        """fp16 graphs only pay off on a GPU (on the CPU ONNX Runtime runs the fp32 export); int8 is CPU-only."""
+        return "fp32" if self.precision == "fp16" and torch.device(device).type != "cuda" else self.precision
+
     def onnxruntime(self, device: str) -> ImagePathBackend:
         from ..export import weights_digest
         from .onnx_backend import OnnxRuntimeBackend
 
-        # fp16 graphs only pay off on a GPU; on the CPU ONNX Runtime runs the fp32 export.
-        fp16 = self.precision == "fp16" and torch.device(device).type == "cuda"
-        digest = weights_digest(self.model) if self.onnx_path is None or fp16 else None
-        return OnnxRuntimeBackend(self._onnx(fp16), device=device, max_batch=self.max_batch, expected_digest=digest)
+        precision = self._onnxruntime_precision(device)
+        digest = weights_digest(self.model) if self.onnx_path is None or precision != "fp32" else None
+        return OnnxRuntimeBackend(self._onnx(precision), device=device, max_batch=self.max_batch,
+                                  expected_digest=digest)
 
     def tensorrt_backend(self, device: str) -> ImagePathBackend:
         from .tensorrt import TensorRTConfig, create_tensorrt_backend
@@ -77,8 +83,8 @@ class _Factories:
         if self.max_batch is not None:
             settings.setdefault("max_batch", self.max_batch)
         config = TensorRTConfig.from_dict(settings)
-        fp16_onnx = self._onnx(True) if config.precision == "fp16" else None
-        return create_tensorrt_backend(self._onnx(False), lambda: self.torch(device), config,
+        fp16_onnx = self._onnx("fp16") if config.precision == "fp16" else None
+        return create_tensorrt_backend(self._onnx("fp32"), lambda: self.torch(device), config,
                                        fp16_onnx_path=fp16_onnx, device=device)
 
 
@@ -89,7 +95,8 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     """Backend `name` for `model` on `device` ("cpu", "cuda", "cuda:N").
 
     Args:
-        precision: "fp32" or "fp16" (fp16 needs a GPU; `auto` runs fp32 on the CPU).
+        precision: "fp32", "fp16" (GPU backends; `auto` runs fp32 on the CPU) or "int8" (ONNX Runtime on the CPU
+            only: dynamically quantized tower matmuls, export_int8.py; `auto` falls back to fp32 torch).
         onnx_path: an exported fp32 image path; None = export automatically into cache_dir/onnx.
         cache_dir: where automatic exports and TensorRT engines are cached.
         input_size: fixed input size of the ONNX/TensorRT image path (default: the model's inference window).
@@ -98,8 +105,11 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     """
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
-    if precision not in ("fp32", "fp16"):
-        raise BackendError(f"precision {precision!r} is not supported; use 'fp32' or 'fp16'")
+    if precision not in PRECISIONS:
+        raise BackendError(f"precision {precision!r} is not supported; use one of {list(PRECISIONS)}")
+    if precision == "int8" and (name in ("torch", "tensorrt") or torch.device(device).type != "cpu"):
+        raise BackendError(f"precision 'int8' is ONNX Runtime's CPU quantization (asked for backend {name!r} on "
+                           f"{device!r}): use backend 'onnxruntime' or 'auto' on device 'cpu'")
     if name == "torch":
         from .torch_backend import TorchBackend
 

@@ -71,7 +71,7 @@ def test_only_tensorrt_supported_operators(tiny_export):
 
 def test_fp16_export_runs_on_ort_cpu_within_tolerance(tiny_export, tmp_path):
     model, _ = tiny_export
-    path = export_onnx(model, tmp_path / "tiny16.onnx", 64, fp16=True)
+    path = export_onnx(model, tmp_path / "tiny16.onnx", 64, precision="fp16")
     proto = onnx.load(str(path))
     weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
     assert weights, "no fp16 weights in the fp16 export"

@@ -21,7 +21,7 @@ def exported(tmp_path_factory):
     model = SynSeg(get_model_config("tiny-test")).eval()
     folder = tmp_path_factory.mktemp("synseg_export")
     return model, export_onnx(model, folder / "tiny.onnx", SIZE), export_onnx(model, folder / "tiny-fp16.onnx", SIZE,
-                                                                                fp16=True)
+                                                                                precision="fp16")
 
 
 def test_exports_use_only_operators_tensorrt_supports(exported):
