@@ -3,13 +3,16 @@
 Each camera keeps its newest frame (latest-frame policy, drops counted per camera); `synseg_core.scheduling`
 decides when the frames form a batch (batch window, round-robin fairness, per-camera rate limits). On the
 scheduler's thread, per batch: each camera converts its own frame (a bad frame is counted on its camera and left
-out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution)
--> each camera builds and publishes its outputs with its own header. With one camera this is the single-camera
-node's latest-frame worker (batches of one, no waiting).
+out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution).
+Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
+thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
+memory stays bounded. With one camera this is the single-camera node's latest-frame worker (batches of one, no
+waiting).
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from rclpy.lifecycle import LifecycleNode
@@ -53,6 +56,8 @@ class CameraGroup:
             max_batch=params.max_batch_frames or None,
             min_period_s={key: _min_period(p.settings) for key, p in self._by_key.items()},
             stale_after_s=params.stale_image_timeout_s, name="synseg-worker", on_error=self._on_unexpected_error)
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synseg-publish")
+        self._publishing: Future | None = None
 
     def activate(self) -> None:
         """Subscribe every camera and start the scheduler."""
@@ -65,10 +70,12 @@ class CameraGroup:
         for pipeline in self.pipelines:
             pipeline.deactivate()
         self._scheduler.stop()
+        self._wait_for_publishing()
 
     def destroy(self) -> None:
         """Deactivate and remove every camera's publishers."""
         self.deactivate()
+        self._publisher.shutdown(wait=True)
         for pipeline in self.pipelines:
             pipeline.destroy()
 
@@ -119,5 +126,18 @@ class CameraGroup:
             self._log_error(f"inference:{type(exc).__name__}", f"inference failed: {exc!r}")
             return
         inference = time.perf_counter() - start
+        self._wait_for_publishing()  # the previous batch's outputs go out first (usually long done by now)
+        self._publishing = self._publisher.submit(self._publish, good, results, inference)
+
+    def _wait_for_publishing(self) -> None:
+        if self._publishing is not None:
+            self._publishing.result()
+            self._publishing = None
+
+    def _publish(self, good: list, results: list, inference: float) -> None:
+        """Publishing thread: each camera builds and publishes its outputs; a failure stays on its camera."""
         for (pipeline, frame, rgb, convert), result in zip(good, results):
-            pipeline.publish(result, rgb, frame.msg.header, {"convert": convert, "inference": inference})
+            try:
+                pipeline.publish(result, rgb, frame.msg.header, {"convert": convert, "inference": inference})
+            except Exception as exc:  # a bug while building one camera's outputs must not cost the others theirs
+                self._on_unexpected_error(exc, [pipeline.input_topic])

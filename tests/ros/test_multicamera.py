@@ -138,6 +138,33 @@ def test_a_bad_frame_on_one_camera_leaves_the_others_in_the_same_batch_unaffecte
         assert values["level"] == DiagnosticStatus.OK and counter(values, "bad_frames") == 0
 
 
+def test_a_failure_while_publishing_one_camera_leaves_the_others_published(ros, unique_ns, monkeypatch):
+    """Outputs are built and published on the publishing thread; one camera's failure there is counted on that
+    camera only, the others of the same batch publish, and the next batch is served."""
+    rigs = start_camera_rigs(ros, unique_ns, CAMERAS, outputs=("labels",), categories=", ".join(CATEGORIES),
+                             batch_window_ms=WINDOW_MS)
+    node = rigs["front"].node
+    for camera, hdr in send_round(rigs, frames(), 0).items():  # every camera live
+        rigs[camera].output_of("labels", hdr)
+    front = next(p for p in node.group.pipelines if p.input_topic.startswith("front"))
+
+    def broken_publish(*args, **kwargs):
+        raise RuntimeError("output builder bug")
+
+    monkeypatch.setattr(front, "publish", broken_publish)
+    for camera, hdr in send_round(rigs, frames(), 1).items():
+        if camera != "front":
+            rigs[camera].output_of("labels", hdr)
+    values = rigs["front"].diagnostics_where(lambda v: counter(v, "internal_errors") == 1, "the failure counted")
+    assert "output builder bug" in values["message"]
+    monkeypatch.undo()
+    for camera, hdr in send_round(rigs, frames(), 2).items():  # the front camera is served again
+        rigs[camera].output_of("labels", hdr)
+    for camera in ("rear", "left"):
+        assert counter(rigs[camera].diagnostics_where(lambda v: counter(v, "frames_processed") == 3, "3 frames"),
+                       "internal_errors") == 0
+
+
 def test_a_camera_that_stops_publishing_gets_a_stale_warning_and_the_others_stay_ok(ros, unique_ns):
     rigs = start_camera_rigs(ros, unique_ns, ["front", "rear"], categories="cat", stale_image_timeout_s=0.5)
     image = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
