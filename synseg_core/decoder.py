@@ -55,6 +55,8 @@ def token_mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Ten
     if x.device.type != "cpu" or torch.is_grad_enabled() or torch.jit.is_tracing() or rows <= CPU_CHUNK_ROWS:
         hidden = F.relu(torch.addmm(b1, x, w1)).reshape(-1, w2.shape[0])
         return torch.addmm(b2, hidden, w2).reshape(-1, out_dim)
+    # out= matmuls bypass autocast: run them in x's dtype, as autocast would have (e.g. bf16 on the CPU)
+    w1, b1, w2, b2 = (t.to(x.dtype) for t in (w1, b1, w2, b2))
     out = x.new_empty(rows, out_dim)
     buffer = x.new_empty(CPU_CHUNK_ROWS, w1.shape[1])
     for start in range(0, rows, CPU_CHUNK_ROWS):

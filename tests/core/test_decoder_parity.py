@@ -80,3 +80,18 @@ def test_import_rejects_other_shapes(tiny_model):
         import_clipseg_decoder(tiny_model, hf.state_dict())
     with pytest.raises(CheckpointError, match="not a CLIPSegForImageSegmentation"):
         import_clipseg_decoder(tiny_model, {"foo": torch.zeros(1)})
+
+
+def test_row_chunked_path_runs_under_cpu_autocast():
+    """The chunked path's out= matmuls bypass autocast; under CPU bf16 autocast it must still run (in bf16, as the
+    one-pass path does) and agree with the one-pass path."""
+    _, ours = _pair("refined")
+    acts = [torch.randn(3, 1 + 24 * 24, 48) for _ in range(3)]
+    cond = torch.randn(3, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            chunked = ours.decoder(acts, cond, torch.arange(3), (24, 24)).logits
+        with torch.enable_grad():
+            one_pass = ours.decoder(acts, cond, torch.arange(3), (24, 24)).logits.detach()
+    assert chunked.dtype == one_pass.dtype == torch.bfloat16
+    torch.testing.assert_close(chunked.float(), one_pass.float(), atol=0.02, rtol=0.02)
