@@ -1,5 +1,6 @@
-"""Image-path backends side by side (issue 7): ONNX Runtime CPU (fp32 and int8) vs PyTorch eager at 448, K=10
-(target: ORT >= 1.5x faster); on a CUDA machine also PyTorch CUDA fp16 (target <= 7 ms on an H100) and TensorRT where it is installed.
+"""Image-path backends side by side (issue 7): ONNX Runtime CPU (fp32, int8) vs PyTorch eager (fp32, bf16) at 448,
+K=10 (target: ORT >= 1.5x faster); on a CUDA machine also PyTorch CUDA fp16 (target <= 7 ms on an H100) and TensorRT
+where it is installed.
 
     python -m benchmarks.backends_speed [--repeats 5] [--size 448] [--categories 10]
 
@@ -16,6 +17,7 @@ import torch
 from benchmarks.common import interleaved_medians, machine_description
 from synseg_core import get_model_config
 from synseg_core.backends.factory import create_backend
+from synseg_core.backends.torch_backend import cpu_has_native_bf16
 from synseg_core.model import SynSeg
 
 
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.randn(1, 3, args.size, args.size)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="synseg-bench-")
     print(f"exporting / loading backends at {args.size}, K={args.categories} ...", flush=True)
-    cpu = {"torch cpu": create_backend("torch", model, device="cpu")}
+    cpu = {"torch cpu": create_backend("torch", model, device="cpu"),
+           "torch cpu bf16": create_backend("torch", model, device="cpu", precision="bf16")}
     for precision in ("fp32", "int8"):
         cpu[f"onnxruntime cpu {precision}"] = create_backend("onnxruntime", model, device="cpu", cache_dir=cache,
                                                              input_size=args.size, precision=precision)
@@ -43,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nbackend                   ms/frame  speed-up over torch eager")
     for k, v in med.items():
         print(f"{k:25s} {v * 1e3:8.1f}  {med['torch cpu'] / v:5.2f}x")
-    print("(int8: the tower's weight matmuls dynamically quantized, export_int8.py; on the demo model its labels agree "
-          "with fp32 on 99.9% of pixels, tests/deploy/test_export_int8.py)")
+    print("(int8: the tower's weight matmuls dynamically quantized, export_int8.py; bf16: autocast, fast only on CPUs "
+          f"with AVX512-BF16/AMX, here: {cpu_has_native_bf16()}; on the demo model both label 99.9% of pixels as fp32 "
+          "does, tests/deploy/test_export_int8.py and test_torch_bf16.py)")
     if not torch.cuda.is_available():
         print("\nno CUDA device: PyTorch CUDA fp16 and TensorRT not measured")
         return 0

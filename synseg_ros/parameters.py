@@ -32,7 +32,7 @@ from synseg_ros.outputs import MAX_CATEGORIES
 DEFAULT_CHECKPOINT = "demo"
 _INFERENCE = bundled_checkpoint_config(DEFAULT_CHECKPOINT).inference
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 RELIABILITIES = ("best_effort", "reliable")
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 _TOPIC = re.compile(r"^[~/]?[A-Za-z_][A-Za-z0-9_/]*$")
@@ -118,7 +118,8 @@ DESCRIPTIONS = {
     "backend": f"image-path backend: one of {', '.join(BACKENDS)} (auto: TensorRT, then ONNX Runtime, then torch)",
     "device": "preferred device: cpu, cuda or cuda:N (backend auto falls back to the CPU without a GPU)",
     "precision": f"one of {', '.join(PRECISIONS)} (fp16: GPU backends; int8: ONNX Runtime on the CPU, quantized "
-                 "CLIP matmuls, about 2x faster than fp32 there)",
+                 "CLIP matmuls; bf16: PyTorch autocast, fast on CPUs with AVX512-BF16/AMX; both about 2x faster "
+                 "than fp32 on such a CPU)",
     "cache_dir": "folder for automatic ONNX exports and TensorRT engines",
     "onnx_path": "an exported fp32 ONNX image path to run ('' = export automatically into cache_dir)",
     "force_rebuild": "rebuild the TensorRT engine even when a cached one matches",

@@ -11,13 +11,14 @@ from typing import Any, Mapping
 
 import torch
 
-from ..export import PRECISIONS
+from ..export import PRECISIONS as EXPORT_PRECISIONS
 from ..model import SynSeg
 from .base import BackendError, ImagePathBackend
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
+PRECISIONS = (*EXPORT_PRECISIONS, "bf16")  # bf16: PyTorch autocast only
 DEFAULT_CACHE_DIR = "~/.cache/synseg"
 
 
@@ -60,8 +61,10 @@ class _Factories:
     def torch(self, device: str) -> ImagePathBackend:
         from .torch_backend import TorchBackend
 
+        # as the fallback of `auto`: fp16 needs a GPU and int8 is ONNX Runtime's, so those fall back to fp32
         on_gpu = torch.device(device).type == "cuda"
-        return TorchBackend(self.model, device=device, precision=self.precision if on_gpu else "fp32")
+        keep = self.precision == "bf16" or (self.precision == "fp16" and on_gpu)
+        return TorchBackend(self.model, device=device, precision=self.precision if keep else "fp32")
 
     def _onnxruntime_precision(self, device: str) -> str:
         """fp16 graphs only pay off on a GPU (on the CPU ONNX Runtime runs the fp32 export); int8 is CPU-only."""
@@ -95,8 +98,9 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     """Backend `name` for `model` on `device` ("cpu", "cuda", "cuda:N").
 
     Args:
-        precision: "fp32", "fp16" (GPU backends; `auto` runs fp32 on the CPU) or "int8" (ONNX Runtime on the CPU
-            only: dynamically quantized tower matmuls, export_int8.py; `auto` falls back to fp32 torch).
+        precision: "fp32", "fp16" (GPU backends; `auto` runs fp32 on the CPU), "int8" (ONNX Runtime on the CPU
+            only: dynamically quantized tower matmuls, export_int8.py; `auto` falls back to fp32 torch) or "bf16"
+            (PyTorch autocast, CPU or CUDA; `auto` picks torch; fast on CPUs with AVX512-BF16/AMX).
         onnx_path: an exported fp32 image path; None = export automatically into cache_dir/onnx.
         cache_dir: where automatic exports and TensorRT engines are cached.
         input_size: fixed input size of the ONNX/TensorRT image path (default: the model's inference window).
@@ -110,6 +114,12 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     if precision == "int8" and (name in ("torch", "tensorrt") or torch.device(device).type != "cpu"):
         raise BackendError(f"precision 'int8' is ONNX Runtime's CPU quantization (asked for backend {name!r} on "
                            f"{device!r}): use backend 'onnxruntime' or 'auto' on device 'cpu'")
+    if precision == "bf16" and name in ("onnxruntime", "tensorrt"):
+        raise BackendError(f"precision 'bf16' is PyTorch autocast; backend {name!r} runs fp32, fp16 or int8: use "
+                           "backend 'torch' or 'auto'")
+    if precision == "bf16" and name == "auto":
+        log.info("precision bf16: auto picks the torch backend (bf16 is PyTorch autocast)")
+        name = "torch"
     if name == "torch":
         from .torch_backend import TorchBackend
 

@@ -1,5 +1,4 @@
 """int8 ONNX (ONNX Runtime's dynamic quantization of the tower's weight matmuls): graph, accuracy, selection."""
-import cv2
 import numpy as np
 import onnx
 import pytest
@@ -11,7 +10,7 @@ from synseg_core.backends.factory import create_backend
 from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
 from synseg_core.export import ExportError, export_onnx, read_export_info
 from synseg_core.model import SynSeg
-from synseg_core.segmenter import BUNDLED_CHECKPOINTS
+from demo_frames import compare_on_demo_frames
 
 
 @pytest.fixture(scope="module")
@@ -48,28 +47,19 @@ def test_int8_export_quantizes_only_the_weight_matmuls(tiny, tmp_path):
 def test_int8_keeps_the_demo_models_segmentation(tmp_path):
     """On the bundled demo model and its sample frames, int8 labels agree with fp32 labels on >= 99.5% of pixels
     (measured: 99.9% mean, 99.76% worst frame) and keep the foreground IoU (measured 62.7% vs 62.8%)."""
-    frames = BUNDLED_CHECKPOINTS["demo"].parent / "frames"
-    query = [c.strip() for c in (frames / "query.txt").read_text().split(",")]
     fp32, int8 = (Segmenter.from_checkpoint("demo", backend="onnxruntime", precision=p, cache_dir=tmp_path)
                   for p in ("fp32", "int8"))
     assert (fp32.backend.precision, int8.backend.precision) == ("fp32", "int8")
-    agreement, intersection, union = [], 0, 0
-    for path in sorted((frames / "images").glob("*.png"))[:6]:
-        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        truth = cv2.imread(str(frames / "labels" / path.name), cv2.IMREAD_UNCHANGED) > 0
-        a, b = fp32.segment(rgb, query), int8.segment(rgb, query)
-        agreement.append(float((a.labels == b.labels).mean()))
-        intersection += int((truth & (b.labels > 0)).sum())
-        union += int((truth | (b.labels > 0)).sum())
+    agreement, foreground_iou = compare_on_demo_frames(fp32, int8)
     assert min(agreement) >= 0.995, agreement
-    assert intersection / union >= 0.5
+    assert foreground_iou >= 0.5
 
 
 def test_int8_is_onnxruntime_on_the_cpu_only(tiny, tmp_path):
     for name, device in (("torch", "cpu"), ("tensorrt", "cpu"), ("onnxruntime", "cuda"), ("auto", "cuda")):
         with pytest.raises(BackendError, match="int8.*use backend 'onnxruntime' or 'auto' on device 'cpu'"):
             create_backend(name, tiny, device=device, precision="int8", cache_dir=tmp_path)
-    with pytest.raises(BackendError, match=r"precision 'int4' is not supported; use one of \['fp32', 'fp16', 'int8'\]"):
+    with pytest.raises(BackendError, match=r"'int4' is not supported; use one of \['fp32', 'fp16', 'int8', 'bf16'\]"):
         create_backend("onnxruntime", tiny, precision="int4", cache_dir=tmp_path)
     with pytest.raises(ExportError, match="precision 'bf16' is not one of"):
         export_onnx(tiny, tmp_path / "x.onnx", 64, precision="bf16")

@@ -30,7 +30,7 @@ def test_ints_are_accepted_for_floats():
 
 @pytest.mark.parametrize("values, message", [
     ({"backend": "trt"}, "parameter 'backend' is 'trt'; allowed: auto, torch, onnxruntime, tensorrt"),
-    ({"precision": "int4"}, "parameter 'precision' is 'int4'; allowed: fp32, fp16, int8"),
+    ({"precision": "int4"}, "parameter 'precision' is 'int4'; allowed: fp32, fp16, int8, bf16"),
     ({"device": "gpu"}, "parameter 'device' is 'gpu'; allowed: cpu, cuda or cuda:N"),
     ({"checkpoint": " "}, "parameter 'checkpoint' is ' '"),
     ({"image_reliability": "RELIABLE"}, "allowed: best_effort, reliable"),
