@@ -1,14 +1,15 @@
 """Multi-camera serving (issue 9): one node serving three cameras against three single-camera nodes.
 
-    python -m benchmarks.multicamera [--model vitb16-rd64-refined] [--seconds 60] [--categories 10]
+    python -m benchmarks.multicamera [--model vitb16-rd64-refined] [--seconds 60] [--categories 10] [--lanes 0]
 
 Both setups run in this one run, one after the other, each node in its own process exactly as deployed
 (`synseg_node`, backend torch on the CPU, the model's bundled config with random weights: timing and memory only).
-Setup "multi": one node with `cameras: [cam0, cam1, cam2]`. Setup "three": three nodes in namespaces
+Setup "multi": one node with `cameras: [cam0, cam1, cam2]` and `inference_lanes: --lanes` (0 = auto: on the
+CPU each batch's frames run as concurrent calls; 1 = one batched call). Setup "three": three nodes in namespaces
 /single0../single2, one camera each. Each camera publishes 640x480 rgb8 frames at `--rate-hz` (unsynchronised:
 the cameras are a third of a period apart), faster than the node(s) can serve, so the latest-frame policy keeps
-them busy and drops the rest, as with real drivers. Printed per setup: total frames/s (and per camera), total resident memory of the node processes (RSS; PSS, which counts
-pages shared between processes once; peak RSS), frames per CPU-second the node processes used, and the ratios
+them busy and drops the rest, as with real drivers. Printed per setup: total frames/s (and per camera), total
+resident memory of the node processes (RSS; PSS, which counts pages shared between processes once; peak RSS), frames per CPU-second the node processes used, and the ratios
 multi / three (targets on a CPU: memory <= 0.45x, throughput >= 1.0x). On a shared machine three processes get a
 larger share of the CPUs than one, which frames per CPU-second does not depend on; run it more than once before
 trusting a ratio.
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--categories", type=int, default=10, help="K")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
+    p.add_argument("--lanes", type=int, default=0, help="the multi node's inference_lanes (0 = auto: one per camera "
+                   "on the CPU; 1 = each batch as one call)")
     p.add_argument("--order", nargs=2, default=["three", "multi"], choices=["multi", "three"],
                    help="which setup runs first")
     p.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for the node(s)")
@@ -164,8 +167,8 @@ class Setup:
     topics: list[tuple[str, str]]  # (image topic, labels topic) per camera
 
 
-def setups(params: dict) -> dict[str, Setup]:
-    multi = Setup("multi", [("/multi", {**params, "cameras": f"[{','.join(CAMERAS)}]"})],
+def setups(params: dict, lanes: int) -> dict[str, Setup]:
+    multi = Setup("multi", [("/multi", {**params, "cameras": f"[{','.join(CAMERAS)}]", "inference_lanes": lanes})],
                   [(f"/multi/{c}/image", f"/multi/{c}/labels") for c in CAMERAS])
     three = Setup("three", [(f"/single{i}", params) for i in range(len(CAMERAS))],
                   [(f"/single{i}/image", f"/single{i}/synseg/labels") for i in range(len(CAMERAS))])
@@ -212,14 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description()}, {psutil.cpu_count()} CPUs, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(f"model {args.model} (random weights), {len(CAMERAS)} cameras at {args.width}x{args.height} rgb8, "
-          f"K={args.categories}, {args.rate_hz:g} Hz each, backend torch on CPU, {args.seconds:.0f} s measured per setup")
+          f"K={args.categories}, {args.rate_hz:g} Hz each, backend torch on CPU, {args.seconds:.0f} s measured per setup, "
+          f"multi node inference_lanes {args.lanes}")
     frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
     results = {}
     try:
         with tempfile.TemporaryDirectory() as folder:
-            all_setups = setups(node_parameters(args.model, args, Path(folder)))
+            all_setups = setups(node_parameters(args.model, args, Path(folder)), args.lanes)
             for name in args.order:
                 results[name] = measure(all_setups[name], args, context, env, frame)
     finally:

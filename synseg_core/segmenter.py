@@ -1,6 +1,7 @@
 """`Segmenter`: the one-call API for Python users, evaluation and the ROS node."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -95,7 +96,8 @@ class Segmenter:
     """Open-vocabulary segmentation of RGB images for a list of category names.
 
     Text embeddings are cached per category string; the image path runs on a pluggable backend.
-    Thread-safe: one call at a time runs the backend.
+    Thread-safe: calls from several threads run the backend at once when it is `thread_safe` (torch, ONNX Runtime),
+    else one at a time (TensorRT).
     """
 
     def __init__(self, model: SynSeg, backend: ImagePathBackend, inference: InferenceConfig | None = None):
@@ -144,7 +146,8 @@ class Segmenter:
         if fixed is not None and (cfg.window or cfg.short_side) != fixed:
             raise BackendError(f"backend {self.backend.name} runs {fixed}x{fixed} inputs only, but inference asks for "
                                f"{cfg.window or cfg.short_side}; set window (or short_side with window=None) to {fixed}")
-        with self._lock, torch.inference_mode():
+        lock = contextlib.nullcontext() if self.backend.thread_safe else self._lock
+        with lock, torch.inference_mode():
             tensors = []
             for im in images:
                 t = to_normalised_tensor(im, self.model.cfg.preprocess, self.device)

@@ -3,7 +3,9 @@
 Each camera keeps its newest frame (latest-frame policy, drops counted per camera); `synseg_core.scheduling`
 decides when the frames form a batch (batch window, round-robin fairness, per-camera rate limits). On the
 scheduler's thread, per batch: each camera converts its own frame (a bad frame is counted on its camera and left
-out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution).
+out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution); with
+`inference_lanes` > 1 the batch is split into that many parts whose calls run at once (on the CPU, where batching
+gains nothing, this keeps both cores busy the way separate processes would).
 Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
 thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
 memory stays bounded. With one camera this is the single-camera node's latest-frame worker (batches of one, no
@@ -58,6 +60,12 @@ class CameraGroup:
             stale_after_s=params.stale_image_timeout_s, name="synseg-worker", on_error=self._on_unexpected_error)
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synseg-publish")
         self._publishing: Future | None = None
+        on_gpu = segmenter.device.type == "cuda"
+        self.lanes = params.inference_lanes or (1 if on_gpu else len(self.pipelines))
+        self._lane_pool = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="synseg-lane")
+        if self.lanes > 1:
+            node.get_logger().info(f"{self.lanes} inference lanes ({'auto, ' if not params.inference_lanes else ''}"
+                                   f"{segmenter.device.type}): each batch runs as up to {self.lanes} concurrent calls")
 
     def activate(self) -> None:
         """Subscribe every camera and start the scheduler."""
@@ -76,6 +84,7 @@ class CameraGroup:
         """Deactivate and remove every camera's publishers."""
         self.deactivate()
         self._publisher.shutdown(wait=True)
+        self._lane_pool.shutdown(wait=True)
         for pipeline in self.pipelines:
             pipeline.destroy()
 
@@ -119,7 +128,7 @@ class CameraGroup:
             return
         start = time.perf_counter()
         try:
-            results = self._segmenter.segment([rgb for _, _, rgb, _ in good], categories)
+            results = self._segment([rgb for _, _, rgb, _ in good], categories)
         except Exception as exc:  # a failed inference is counted on each camera of the batch; the node keeps serving
             for pipeline, *_ in good:
                 pipeline.stats.count("inference_errors", error=f"inference failed: {exc}")
@@ -128,6 +137,16 @@ class CameraGroup:
         inference = time.perf_counter() - start
         self._wait_for_publishing()  # the previous batch's outputs go out first (usually long done by now)
         self._publishing = self._publisher.submit(self._publish, good, results, inference)
+
+    def _segment(self, images: list, categories: list[str]) -> list:
+        """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
+        parts = min(self.lanes, len(images))
+        if parts == 1:
+            return self._segmenter.segment(images, categories)
+        size = -(-len(images) // parts)
+        chunks = [images[i:i + size] for i in range(0, len(images), size)]
+        done = self._lane_pool.map(lambda chunk: self._segmenter.segment(chunk, categories), chunks)
+        return [result for chunk in done for result in chunk]
 
     def _wait_for_publishing(self) -> None:
         if self._publishing is not None:

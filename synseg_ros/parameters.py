@@ -81,6 +81,9 @@ class NodeParameters:
     cameras: list[str] = field(default_factory=list)
     batch_window_ms: float = 10.0  # how long a frame waits at most for frames of the other cameras
     max_batch_frames: int = 0  # most camera frames in one batch (0 = one from every camera)
+    # Parts a batch is split into, run at once (0 = auto: 1 on a GPU, where one batch fills it; one per frame on
+    # the CPU, where batching gains nothing and concurrent calls keep every core busy).
+    inference_lanes: int = 0
     # Outputs (each is also only computed while someone subscribes).
     publish_labels: bool = True
     publish_masks: bool = True
@@ -143,6 +146,7 @@ DESCRIPTIONS = {
                "publishes <name>/labels, <name>/masks, <name>/confidence, <name>/overlay",
     "batch_window_ms": "how long a camera's frame waits at most for frames of the other cameras (one batch)",
     "max_batch_frames": "most camera frames in one batch (0 = one from every camera)",
+    "inference_lanes": "parts a batch is split into and run at once (0 = auto: 1 on a GPU, one per frame on the CPU)",
     "publish_labels": "publish ~/labels (mono8/mono16)",
     "publish_masks": "publish ~/masks (8UC<K>, channel c = category c + 1)",
     "publish_confidence": "publish ~/confidence (32FC1)",
@@ -333,7 +337,7 @@ def _problems(p: NodeParameters, bad: Callable[[str, str], str | None]) -> Itera
         yield bad("max_category_length", f"it must be within [1, {MAX_CATEGORY_LENGTH}]")
     if not _TOPIC.match(p.query_topic) or "//" in p.query_topic or p.query_topic.endswith("/"):
         yield bad("query_topic", "give a valid ROS topic name such as '/synseg/query'")
-    for name in ("max_rate_hz", "log_throttle_s", "batch_window_ms", "max_batch_frames"):
+    for name in ("max_rate_hz", "log_throttle_s", "batch_window_ms", "max_batch_frames", "inference_lanes"):
         if getattr(p, name) < 0:
             yield bad(name, "it must be >= 0")
     yield from _camera_name_problems(p, bad)

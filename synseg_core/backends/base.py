@@ -20,6 +20,8 @@ class ImagePathBackend(Protocol):
         device: torch device the outputs live on.
         input_size: the fixed square input size S, or None when any multiple of the patch size works.
         max_batch: the largest image batch one `run` call accepts (None = unlimited).
+        thread_safe: whether `run` may be called from several threads at once (`Segmenter` serialises the calls of
+            backends that are not).
     """
 
     name: str
@@ -27,6 +29,7 @@ class ImagePathBackend(Protocol):
     device: torch.device
     input_size: int | None
     max_batch: int | None
+    thread_safe: bool
 
     def run(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """images [B, 3, S, S] float32 normalised, text [K, D] float32 -> probabilities [B, K, S, S] float32."""

@@ -23,6 +23,7 @@ class OnnxRuntimeBackend:
     """Runs an exported image path (`synseg_core.export`) with ONNX Runtime."""
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(self, onnx_path: str | Path, device: str | torch.device = "cpu", max_batch: int | None = None,
                  expected_digest: str | None = None, threads: int = 0):

@@ -21,6 +21,7 @@ class TorchBackend:
     name = "torch"
     input_size = None
     max_batch = None
+    thread_safe = True  # inference-mode forwards share no mutable state beyond dict caches
 
     def __init__(self, model: SynSeg, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)

@@ -72,6 +72,7 @@ class MaskClipBackend:
     precision = "fp32"
     input_size = None
     max_batch = None
+    thread_safe = True
 
     def __init__(self, model: SynSeg, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)

@@ -1,5 +1,8 @@
 """Segmenter: shapes at input resolution, label/mask consistency, sliding windows, batches, bad input."""
 import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -119,3 +122,43 @@ def test_resize_rule_short_side_and_long_cap():
     assert model_input_size(480, 640, cfg, 16) == (448, 592)  # 640 * 448/480 = 597.3 -> 592 (multiple of 16)
     assert model_input_size(100, 1000, cfg, 16) == (448, 2048)  # long side capped; short side kept >= one window
     assert model_input_size(300, 200, InferenceConfig(short_side=64, window=None), 16) == (64, 64)
+
+
+class _OverlapRecorder:
+    """Wraps a backend and records the most `run` calls that were in progress at once."""
+
+    def __init__(self, backend, thread_safe: bool):
+        self._backend, self.thread_safe = backend, thread_safe
+        self.name, self.precision, self.device = backend.name, backend.precision, backend.device
+        self.input_size, self.max_batch = backend.input_size, backend.max_batch
+        self._lock, self._running, self.most = threading.Lock(), 0, 0
+
+    def run(self, images, text):
+        with self._lock:
+            self._running += 1
+            self.most = max(self.most, self._running)
+        try:
+            time.sleep(0.05)  # long enough for the other threads' calls to arrive
+            return self._backend.run(images, text)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+
+@pytest.mark.parametrize("thread_safe", [True, False])
+def test_concurrent_calls_run_at_once_only_on_thread_safe_backends(tiny_model, rng, thread_safe):
+    """Thread-safe backends (torch, ONNX Runtime) serve concurrent `segment` calls at once with the same results as
+    serial calls; others (TensorRT's one execution context) are serialised by the Segmenter."""
+    from synseg_core.backends.torch_backend import TorchBackend
+
+    backend = _OverlapRecorder(TorchBackend(tiny_model), thread_safe)
+    segmenter = Segmenter(tiny_model, backend)
+    images = [rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8) for i in range(3)]
+    serial = [segmenter.segment(im, ["cat", "dog"]) for im in images]
+    backend.most = 0
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        concurrent = list(pool.map(lambda im: segmenter.segment(im, ["cat", "dog"]), images))
+    assert backend.most == (3 if thread_safe else 1)
+    for a, b in zip(serial, concurrent):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, rtol=0, atol=1e-6)

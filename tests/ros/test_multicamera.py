@@ -49,10 +49,15 @@ def check_alone(node, outputs, rgb):
     return len(np.unique(expected.labels)) > 1
 
 
-def test_three_cameras_get_their_own_topics_headers_sizes_and_batched_results_equal_single_frames(ros, unique_ns):
+@pytest.mark.parametrize("lanes", [1, 0], ids=["one-batch", "auto-lanes"])
+def test_three_cameras_get_their_own_topics_headers_sizes_and_batched_results_equal_single_frames(ros, unique_ns,
+                                                                                                  lanes):
+    """lanes 1: the three frames go through the model as one batch; 0 (auto, on this CPU): one concurrent call per
+    frame. Either way each camera gets exactly its own frame's result."""
     rigs = start_camera_rigs(ros, unique_ns, CAMERAS, outputs=OUTPUTS, categories=", ".join(CATEGORIES),
-                             batch_window_ms=WINDOW_MS)
+                             batch_window_ms=WINDOW_MS, inference_lanes=lanes)
     node = rigs["front"].node
+    assert node.group.lanes == (1 if lanes == 1 else len(CAMERAS))
     calibrate_thresholds(node, CATEGORIES)
     published = {name for name, _ in node.get_publisher_names_and_types_by_node(node.get_name(), unique_ns)}
     assert {f"{unique_ns}/{c}/{o}" for c in CAMERAS for o in OUTPUTS} <= published

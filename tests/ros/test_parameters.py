@@ -54,6 +54,7 @@ def test_ints_are_accepted_for_floats():
     ({"cameras": "front"}, "parameter 'cameras' is 'front' (str); it must be of type list of str"),
     ({"batch_window_ms": -5}, "parameter 'batch_window_ms' is -5.0; it must be >= 0"),
     ({"max_batch_frames": -1}, "parameter 'max_batch_frames' is -1; it must be >= 0"),
+    ({"inference_lanes": -2}, "parameter 'inference_lanes' is -2; it must be >= 0"),
 ])
 def test_invalid_values_name_the_parameter_and_what_is_allowed(values, message):
     with pytest.raises(ParameterError) as info:

@@ -39,6 +39,7 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    thread_safe = False  # one execution context and its bound buffers
 
     def __init__(self, runner: TrtRunner, precision: str, sidecar: dict | None = None):
         expected = {IMAGES_INPUT, TEXT_INPUT, PROBABILITIES_OUTPUT}
