@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("\nno CUDA device: PyTorch CUDA fp16 and TensorRT not measured")
         return 0
-    gpu = {"torch cuda fp32": create_backend("torch", model, device="cuda"),
-           "torch cuda fp16": create_backend("torch", model, device="cuda", precision="fp16")}
+    gpu = {f"torch cuda {p}": create_backend("torch", model, device="cuda", precision=p)
+           for p in ("fp32", "fp16", "bf16")}
     try:
         gpu["tensorrt fp16"] = create_backend("tensorrt", model, device="cuda", precision="fp16", cache_dir=cache,
                                               input_size=args.size)

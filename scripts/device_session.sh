@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One lent-GPU session (the device tool's machine: torch + CUDA preinstalled, no internet, ~10 minutes per call):
 #   1. the CUDA tests (pytest -m gpu);
-#   2. the stage-1 CLIP of the proof of learning (issue 8) trained on the GPU: caption shards generated in
-#      parallel on the CPU cores, a short timing probe, then STAGE1_CONFIGS trained side by side, sized to the
-#      time left, each exported and evaluated (zero-shot colour / shape, retrieval);
-#   3. speed figures on CUDA (segmenter_speed, backends_speed, multicamera_batching).
+#   2. only with STAGE1=1 (issue 8 is done; its CLIP is bundled): the stage-1 CLIP of the proof of learning trained
+#      on the GPU: caption shards generated in parallel on the CPU cores, a short timing probe, then STAGE1_CONFIGS
+#      trained side by side, sized to the time left, each exported and evaluated (zero-shot colour / shape);
+#   3. speed figures on CUDA (segmenter_speed, backends_speed, multicamera_batching) for issues 3, 7 and 9.
 # Everything lands in $OUT (at most 8 files): one tar per stage-1 config, logs.txt, figures.txt.
 # FAST=1 runs the same steps with tiny settings (a CPU rehearsal: scripts/device_session.sh with OUT set).
 #
@@ -35,6 +35,7 @@ nvidia-smi >>"$figures" 2>&1 || note "no nvidia-smi"
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" >>"$figures" 2>&1
 
 # --- stage-1 data: shards generated in parallel in the background --------------------------------------------
+stage1="${STAGE1:-0}"
 if [ "${FAST:-0}" = 1 ]; then
   shards=2; per_shard=64; image_size=32; budget_s=20; probe_steps=6; max_steps=40
   base="--fast"
@@ -42,9 +43,10 @@ else
   shards=8; per_shard=5000; image_size=64; budget_s=${STAGE1_BUDGET_S:-220}; probe_steps=40; max_steps=20000
   base=""
 fi
-note "generating $shards x $per_shard caption images ($image_size px)"
 pids=()
+[ "$stage1" = 1 ] && note "generating $shards x $per_shard caption images ($image_size px)"
 for i in $(seq 0 $((shards - 1))); do
+  [ "$stage1" = 1 ] || break
   "$py" -m training.synthetic.make_dataset --out "$work/data/shard$i" --kind captions --domain source \
     --domain target --count "$per_shard" --seed $((900 + i)) --image-size "$image_size" --no-progress \
     >>"$log" 2>&1 &
@@ -60,6 +62,7 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
   tail -25 "$work/pytest_gpu.txt" >>"$figures"
 fi
 
+if [ "$stage1" = 1 ]; then
 for pid in "${pids[@]}"; do wait "$pid" || note "a shard failed (pid $pid)"; done
 train_dirs=("$work"/data/shard*)
 note "shards ready: ${#train_dirs[@]}"
@@ -112,6 +115,7 @@ for entry in "${CONFIGS[@]}"; do
   cat "$work/stage1_$name.txt" >>"$log"
 done
 note "stage-1 done"
+fi
 
 # --- 3. speed on CUDA ------------------------------------------------------------------------------------------
 if [ "${FAST:-0}" != 1 ] && [ "${SKIP_CHECKS:-0}" != 1 ]; then
