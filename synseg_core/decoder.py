@@ -40,7 +40,7 @@ class DecoderAttention(nn.Module):
 
 # Rows per chunk when a per-token MLP runs in CPU inference: its hidden activations ([K * T, 2048] in the FFN, 64 MB at
 # 448 and K=10) then stay in a small reused buffer; allocating and first touching buffers that size cost more than the
-# matmuls themselves (measured on the 2-core CI machine: FFN 60 -> 24 ms per layer, refined upsampler 27 -> 6 ms).
+# matmuls themselves (measured on the 2-core development CPU: FFN 60 -> 24 ms per layer, upsampler 27 -> 6 ms).
 CPU_CHUNK_ROWS = 1024
 
 

@@ -5,7 +5,7 @@ decides when the frames form a batch (batch window, round-robin fairness, per-ca
 scheduler's thread, per batch: each camera converts its own frame (a bad frame is counted on its camera and left
 out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution); with
 `inference_lanes` > 1 the batch is split into that many parts whose calls run at once (on the CPU, where batching
-gains nothing, this keeps both cores busy the way separate processes would).
+gains nothing, this keeps every core busy the way separate processes would).
 Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
 thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
 memory stays bounded. With one camera this is the single-camera node's latest-frame worker (batches of one, no
@@ -17,10 +17,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
+import numpy as np
 from rclpy.lifecycle import LifecycleNode
 
 from synseg_core.scheduling import BatchScheduler, BatchStats
-from synseg_core.segmenter import Segmenter
+from synseg_core.segmenter import SegmentationResult, Segmenter
 from synseg_ros.camera import CameraPipeline, Frame
 from synseg_ros.diagnostics import StatsSnapshot
 from synseg_ros.parameters import CameraSettings, NodeParameters
@@ -138,7 +139,7 @@ class CameraGroup:
         self._wait_for_publishing()  # the previous batch's outputs go out first (usually long done by now)
         self._publishing = self._publisher.submit(self._publish, good, results, inference)
 
-    def _segment(self, images: list, categories: list[str]) -> list:
+    def _segment(self, images: list[np.ndarray], categories: list[str]) -> list[SegmentationResult]:
         """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
         parts = min(self.lanes, len(images))
         if parts == 1:
@@ -153,7 +154,8 @@ class CameraGroup:
             self._publishing.result()
             self._publishing = None
 
-    def _publish(self, good: list, results: list, inference: float) -> None:
+    def _publish(self, good: list[tuple[CameraPipeline, Frame, np.ndarray, float]], results: list[SegmentationResult],
+                 inference: float) -> None:
         """Publishing thread: each camera builds and publishes its outputs; a failure stays on its camera."""
         for (pipeline, frame, rgb, convert), result in zip(good, results):
             try:
