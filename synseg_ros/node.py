@@ -281,7 +281,7 @@ class SynSegNode(LifecycleNode):
                 "model": self.segmenter.model.cfg.name, "checkpoint": self.params.checkpoint,
                 "rejected_queries": self._rejected_queries, "active": self._active,
                 "cameras": len(self.cameras), "batches": batches.batches, "batched_frames": batches.items,
-                "largest_batch": batches.largest}
+                "largest_batch": batches.largest, "inference_lanes": self.group.lanes}
         array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()))
         for camera, snapshot in self.group.snapshots():
             array.status.append(diagnostic_status(

@@ -83,6 +83,7 @@ def test_three_cameras_get_their_own_topics_headers_sizes_and_batched_results_eq
     values = rigs["left"].diagnostics_where(lambda v: counter(v, "frames_processed") == 2, "two frames")
     assert values["level"] == DiagnosticStatus.OK and values["cameras"] == "3"
     assert values["largest_batch"] == "3" and counter(values, "frames_dropped") == 0
+    assert values["inference_lanes"] == str(node.group.lanes)
 
 
 def test_a_flooding_camera_starves_no_one_and_only_its_frames_are_dropped(ros, unique_ns):
