@@ -9,10 +9,10 @@ CPU each batch's frames run as concurrent calls; 1 = one batched call). Setup "t
 /single0../single2, one camera each. Each camera publishes 640x480 rgb8 frames at `--rate-hz` (unsynchronised:
 the cameras are a third of a period apart), faster than the node(s) can serve, so the latest-frame policy keeps
 them busy and drops the rest, as with real drivers. Printed per setup: total frames/s (and per camera), total
-resident memory of the node processes (RSS; PSS, which counts pages shared between processes once; peak RSS), frames per CPU-second the node processes used, and the ratios
-multi / three (targets on a CPU: memory <= 0.45x, throughput >= 1.0x). On a shared machine three processes get a
-larger share of the CPUs than one, which frames per CPU-second does not depend on; run it more than once before
-trusting a ratio.
+resident memory of the node processes (RSS; PSS, which counts pages shared between processes once; peak RSS),
+frames per CPU-second the node processes used, and the ratios multi / three (targets on a CPU: memory <= 0.45x,
+throughput >= 1.0x). On a shared machine three processes get a larger share of the CPUs than one, which frames per
+CPU-second does not depend on; run it more than once before trusting a ratio.
 """
 from __future__ import annotations
 
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description()}, {psutil.cpu_count()} CPUs, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(f"model {args.model} (random weights), {len(CAMERAS)} cameras at {args.width}x{args.height} rgb8, "
-          f"K={args.categories}, {args.rate_hz:g} Hz each, backend torch on CPU, {args.seconds:.0f} s measured per setup, "
-          f"multi node inference_lanes {args.lanes}")
+          f"K={args.categories}, {args.rate_hz:g} Hz each, backend torch on CPU, {args.seconds:.0f} s measured per "
+          f"setup, multi node inference_lanes {args.lanes}")
     frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))

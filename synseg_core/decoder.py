@@ -40,7 +40,8 @@ class DecoderAttention(nn.Module):
 
 # Rows per chunk when a per-token MLP runs in CPU inference: its hidden activations ([K * T, 2048] in the FFN, 64 MB at
 # 448 and K=10) then stay in a small reused buffer; allocating and first touching buffers that size cost more than the
-# matmuls themselves (measured on the 2-core development CPU: FFN 60 -> 24 ms per layer, upsampler 27 -> 6 ms).
+# matmuls themselves (measured at 448, K=10 on the 2-core development CPU: FFN 60 -> 24 ms per layer; the refined
+# upsampler as chunked matmuls, RefinedUpsampler, 28-35 -> 7.3 ms against PyTorch's convolutions).
 CPU_CHUNK_ROWS = 1024
 
 
@@ -112,7 +113,7 @@ class SimpleUpsampler(nn.ConvTranspose2d):
         super().__init__(reduce_dim, 1, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, gh, gw = x.shape
+        _, c, gh, gw = x.shape
         tokens = x.permute(0, 2, 3, 1).reshape(-1, c)
         patches = torch.addmm(self.bias, tokens, self.weight.reshape(c, -1))
         return unshuffle_patches(patches, (gh, gw), self.stride[0], 1)
@@ -135,7 +136,7 @@ class RefinedUpsampler(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, first, second = self[0], self[2], self[4]
-        n, c, gh, gw = x.shape
+        _, c, gh, gw = x.shape
         k, mid = first.stride[0], first.out_channels
         tokens = F.relu(conv(x)).permute(0, 2, 3, 1).reshape(-1, c)
         # first's weight [c, mid, i, j] -> columns ordered (i, j, mid) so each sub-pixel's `mid` features are contiguous

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
-from synseg_core.backends.factory import DEFAULT_CACHE_DIR
+from synseg_core.backends.factory import DEFAULT_CACHE_DIR, PRECISIONS
 from synseg_core.config import InferenceConfig, replace_inference
 from synseg_core.inference import MAX_IMAGE_PIXELS
 from synseg_core.query import QueryLimits
@@ -32,7 +32,6 @@ from synseg_ros.outputs import MAX_CATEGORIES
 DEFAULT_CHECKPOINT = "demo"
 _INFERENCE = bundled_checkpoint_config(DEFAULT_CHECKPOINT).inference
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 RELIABILITIES = ("best_effort", "reliable")
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 _TOPIC = re.compile(r"^[~/]?[A-Za-z_][A-Za-z0-9_/]*$")

@@ -26,8 +26,8 @@ DEFAULTS = TensorRTConfig()
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--onnx", required=True, help="the fp32 export (training/export.py)")
-    p.add_argument("--onnx-fp16", help="the fp16 export (training/export.py --precision fp16); fp16 engines on TensorRT 11 "
-                                       "need it")
+    p.add_argument("--onnx-fp16", help="the fp16 export (training/export.py --precision fp16); fp16 engines on "
+                                       "TensorRT 11 need it")
     p.add_argument("--precision", default=DEFAULTS.precision, choices=("fp32", "fp16"),
                    help="requested precision; fp16 falls back to fp32 if it cannot be built or fails the check")
     p.add_argument("--cache-dir", default=DEFAULTS.cache_dir, help="engine cache directory")

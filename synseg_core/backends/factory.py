@@ -117,9 +117,6 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     if precision == "bf16" and name in ("onnxruntime", "tensorrt"):
         raise BackendError(f"precision 'bf16' is PyTorch autocast; backend {name!r} runs fp32, fp16 or int8: use "
                            "backend 'torch' or 'auto'")
-    if precision == "bf16" and name == "auto":
-        log.info("precision bf16: auto picks the torch backend (bf16 is PyTorch autocast)")
-        name = "torch"
     if name == "torch":
         from .torch_backend import TorchBackend
 
@@ -130,6 +127,10 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
         return makers.onnxruntime(device)
     from .selection import BackendFactories, select_backend
 
-    factories = BackendFactories(torch=makers.torch, onnxruntime=makers.onnxruntime,
-                                 tensorrt=makers.tensorrt_backend)
+    if precision == "bf16":  # PyTorch autocast: `auto` tries only torch, and says why it skips the others
+        why = "precision 'bf16' is PyTorch autocast; this backend runs fp32, fp16 or int8"
+        factories = BackendFactories(torch=makers.torch, not_offered={"tensorrt": why, "onnxruntime": why})
+    else:
+        factories = BackendFactories(torch=makers.torch, onnxruntime=makers.onnxruntime,
+                                     tensorrt=makers.tensorrt_backend)
     return select_backend(name, factories, device=device).backend

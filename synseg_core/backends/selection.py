@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Mapping
 
 import torch
 
@@ -58,11 +58,13 @@ def _import_problem(module: str) -> str | None:
 
 @dataclass(frozen=True)
 class BackendFactories:
-    """Factories for the concrete backends; None = that backend is not offered (e.g. no ONNX file exported)."""
+    """Factories for the concrete backends; None = that backend is not offered (e.g. no ONNX file exported), for the
+    reason in `not_offered` when one is given there."""
 
     torch: BackendFactory | None = None
     onnxruntime: BackendFactory | None = None
     tensorrt: BackendFactory | None = None
+    not_offered: Mapping[str, str] = field(default_factory=dict)  # backend name -> why its factory is None
 
 
 @dataclass
@@ -96,7 +98,8 @@ def select_backend(choice: str, factories: BackendFactories, *, device: str | to
             continue
         step = f"{backend} ({kind})"
         target = str(device) if device.type == "cuda" and kind == "cuda" else kind
-        reason = _skip_reason(backend, kind, device, environment, getattr(factories, backend))
+        reason = _skip_reason(backend, kind, device, environment, getattr(factories, backend),
+                              factories.not_offered.get(backend))
         if reason is None:
             try:
                 chosen = getattr(factories, backend)(target)
@@ -115,10 +118,10 @@ def select_backend(choice: str, factories: BackendFactories, *, device: str | to
 
 
 def _skip_reason(backend: str, kind: str, device: torch.device, environment: RuntimeEnvironment,
-                 factory: BackendFactory | None) -> str | None:
+                 factory: BackendFactory | None, not_offered: str | None = None) -> str | None:
     """Why a step cannot even be tried (every reason, joined), or None."""
     if factory is None:
-        return f"no {backend} backend was configured (no model file for it)"
+        return not_offered or f"no {backend} backend was configured (no model file for it)"
     reasons = []
     if backend == "tensorrt" and environment.tensorrt_problem is not None:
         reasons.append(environment.tensorrt_problem)

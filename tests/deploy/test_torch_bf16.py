@@ -41,10 +41,11 @@ def test_bf16_is_the_torch_backends(tiny, tmp_path, caplog):
     for name in ("onnxruntime", "tensorrt"):
         with pytest.raises(BackendError, match=f"precision 'bf16' is PyTorch autocast; backend '{name}'"):
             create_backend(name, tiny, precision="bf16", cache_dir=tmp_path)
-    with caplog.at_level(logging.INFO, logger="synseg_core.backends.factory"):
+    with caplog.at_level(logging.INFO, logger="synseg_core.backends.selection"):
         auto = create_backend("auto", tiny, precision="bf16", cache_dir=tmp_path)
     assert (auto.name, auto.precision) == ("torch", "bf16")
-    assert "auto picks the torch backend" in caplog.text
+    assert "onnxruntime (cpu) skipped: precision 'bf16' is PyTorch autocast" in caplog.text
+    assert not list(tmp_path.glob("onnx/*.onnx")), "auto exported an ONNX file it could not use"
     with pytest.raises(BackendError, match="fp16 needs a CUDA device; use precision 'fp32' or 'bf16' on CPU"):
         TorchBackend(tiny, precision="fp16")
     with pytest.raises(BackendError, match=r"use one of \['fp32', 'fp16', 'bf16'\]"):
