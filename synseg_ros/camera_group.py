@@ -5,7 +5,8 @@ decides when the frames form a batch (batch window, round-robin fairness, per-ca
 scheduler's thread, per batch: each camera converts its own frame (a bad frame is counted on its camera and left
 out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution); with
 `inference_lanes` > 1 the batch is split into that many parts whose calls run at once (on the CPU, where batching
-gains nothing, this keeps every core busy the way separate processes would).
+gains nothing, this keeps every core busy the way separate processes would; the cores are split between the lanes,
+see `synseg_core.threads`).
 Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
 thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
 memory stays bounded. With one camera this is the single-camera node's latest-frame worker (batches of one, no
@@ -22,6 +23,7 @@ from rclpy.lifecycle import LifecycleNode
 
 from synseg_core.scheduling import BatchScheduler, BatchStats
 from synseg_core.segmenter import SegmentationResult, Segmenter
+from synseg_core.threads import IntraOpThreads
 from synseg_ros.camera import CameraPipeline, Frame
 from synseg_ros.diagnostics import StatsSnapshot
 from synseg_ros.parameters import CameraSettings, NodeParameters
@@ -64,9 +66,12 @@ class CameraGroup:
         on_gpu = segmenter.device.type == "cuda"
         self.lanes = params.inference_lanes or (1 if on_gpu else len(self.pipelines))
         self._lane_pool = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="synseg-lane")
+        self.intra_op_threads = IntraOpThreads.split_between(self.lanes) if self.lanes > 1 and not on_gpu else None
         if self.lanes > 1:
+            threads = f", {self.intra_op_threads.per_lane} intra-op threads each" if self.intra_op_threads else ""
             node.get_logger().info(f"{self.lanes} inference lanes ({'auto, ' if not params.inference_lanes else ''}"
-                                   f"{segmenter.device.type}): each batch runs as up to {self.lanes} concurrent calls")
+                                   f"{segmenter.device.type}): each batch runs as up to {self.lanes} concurrent "
+                                   f"calls{threads}")
 
     def activate(self) -> None:
         """Subscribe every camera and start the scheduler."""
@@ -86,6 +91,8 @@ class CameraGroup:
         self.deactivate()
         self._publisher.shutdown(wait=True)
         self._lane_pool.shutdown(wait=True)
+        if self.intra_op_threads:
+            self.intra_op_threads.restore()
         for pipeline in self.pipelines:
             pipeline.destroy()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException
@@ -281,7 +282,8 @@ class SynSegNode(LifecycleNode):
                 "model": self.segmenter.model.cfg.name, "checkpoint": self.params.checkpoint,
                 "rejected_queries": self._rejected_queries, "active": self._active,
                 "cameras": len(self.cameras), "batches": batches.batches, "batched_frames": batches.items,
-                "largest_batch": batches.largest, "inference_lanes": self.group.lanes}
+                "largest_batch": batches.largest, "inference_lanes": self.group.lanes,
+                "intra_op_threads": torch.get_num_threads()}
         array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()))
         for camera, snapshot in self.group.snapshots():
             array.status.append(diagnostic_status(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -84,6 +85,12 @@ def test_three_cameras_get_their_own_topics_headers_sizes_and_batched_results_eq
     assert values["level"] == DiagnosticStatus.OK and values["cameras"] == "3"
     assert values["largest_batch"] == "3" and counter(values, "frames_dropped") == 0
     assert values["inference_lanes"] == str(node.group.lanes)
+    # Concurrent CPU lanes split the cores between them (never below one thread each); one batch keeps them all.
+    split = node.group.intra_op_threads
+    assert (split is None) == (lanes == 1)
+    if split:
+        assert split.per_lane == max(1, split.previous // len(CAMERAS)) == torch.get_num_threads()
+    assert values["intra_op_threads"] == str(torch.get_num_threads())
 
 
 def test_a_flooding_camera_starves_no_one_and_only_its_frames_are_dropped(ros, unique_ns):
