@@ -1,6 +1,6 @@
 """Image-path backends side by side (issue 7): ONNX Runtime CPU (fp32, int8) vs PyTorch eager (fp32, bf16) at 448,
-K=10 (target: ORT >= 1.5x faster); on a CUDA machine also PyTorch CUDA fp16 (target <= 7 ms on an H100) and TensorRT
-where it is installed.
+K=10 (target: ORT >= 1.5x faster); on a CUDA machine also PyTorch CUDA fp32/fp16/bf16, eager and with CUDA graphs
+(target for fp16: <= 7 ms on an H100), and TensorRT where it is installed.
 
     python -m benchmarks.backends_speed [--repeats 5] [--size 448] [--categories 10]
 
@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("\nno CUDA device: PyTorch CUDA fp16 and TensorRT not measured")
         return 0
-    gpu = {f"torch cuda {p}": create_backend("torch", model, device="cuda", precision=p)
-           for p in ("fp32", "fp16", "bf16")}
+    # CUDA graphs (the default) against the eager forward, per precision
+    gpu = {f"torch cuda {p}{' eager' if not graphs else ''}": create_backend("torch", model, device="cuda",
+                                                                              precision=p, cuda_graphs=graphs)
+           for p in ("fp32", "fp16", "bf16") for graphs in (False, True)}
     try:
         gpu["tensorrt fp16"] = create_backend("tensorrt", model, device="cuda", precision="fp16", cache_dir=cache,
                                               input_size=args.size)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     med = interleaved_medians({k: (lambda b=b: b.run(gimages, text)) for k, b in gpu.items()}, args.repeats * 4,
                               warmup=3, sync=torch.cuda.synchronize)
     for k, v in med.items():
-        print(f"{k:18s} {v * 1e3:8.2f} ms  ({torch.cuda.get_device_name(0)})")
+        print(f"{k:24s} {v * 1e3:8.2f} ms  ({torch.cuda.get_device_name(0)})")
     return 0
 
 

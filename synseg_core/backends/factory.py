@@ -48,8 +48,8 @@ class _Factories:
     """Makers of each concrete backend for a device string; exports happen only when a maker is called."""
 
     def __init__(self, model: SynSeg, precision: str, onnx_path: str | Path | None, cache_dir: str | Path,
-                 input_size: int, max_batch: int | None, tensorrt: Mapping[str, Any] | None):
-        self.model, self.precision, self.onnx_path = model, precision, onnx_path
+                 input_size: int, max_batch: int | None, tensorrt: Mapping[str, Any] | None, cuda_graphs: bool):
+        self.model, self.precision, self.onnx_path, self.cuda_graphs = model, precision, onnx_path, cuda_graphs
         self.cache_dir, self.input_size, self.max_batch = Path(cache_dir).expanduser(), input_size, max_batch
         self.tensorrt = dict(tensorrt or {})
 
@@ -64,7 +64,8 @@ class _Factories:
         # as the fallback of `auto`: fp16 needs a GPU and int8 is ONNX Runtime's, so those fall back to fp32
         on_gpu = torch.device(device).type == "cuda"
         keep = self.precision == "bf16" or (self.precision == "fp16" and on_gpu)
-        return TorchBackend(self.model, device=device, precision=self.precision if keep else "fp32")
+        return TorchBackend(self.model, device=device, precision=self.precision if keep else "fp32",
+                            cuda_graphs=self.cuda_graphs)
 
     def _onnxruntime_precision(self, device: str) -> str:
         """fp16 graphs only pay off on a GPU (on the CPU ONNX Runtime runs the fp32 export); int8 is CPU-only."""
@@ -94,7 +95,7 @@ class _Factories:
 def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: str = "fp32",
                    onnx_path: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE_DIR,
                    input_size: int | None = None, max_batch: int | None = None,
-                   tensorrt: Mapping[str, Any] | None = None) -> ImagePathBackend:
+                   tensorrt: Mapping[str, Any] | None = None, cuda_graphs: bool = True) -> ImagePathBackend:
     """Backend `name` for `model` on `device` ("cpu", "cuda", "cuda:N").
 
     Args:
@@ -106,6 +107,7 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
         input_size: fixed input size of the ONNX/TensorRT image path (default: the model's inference window).
         max_batch: largest image batch per run (multi-camera batching, sliding windows).
         tensorrt: TensorRTConfig fields (profile sizes, force_rebuild, workspace, ...).
+        cuda_graphs: the torch backend on CUDA replays a CUDA graph per input shape (see `TorchBackend`).
     """
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
@@ -120,9 +122,9 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     if name == "torch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend(model, device=device, precision=precision)
+        return TorchBackend(model, device=device, precision=precision, cuda_graphs=cuda_graphs)
     makers = _Factories(model, precision, onnx_path, cache_dir, input_size or default_input_size(model), max_batch,
-                        tensorrt)
+                        tensorrt, cuda_graphs)
     if name == "onnxruntime":
         return makers.onnxruntime(device)
     from .selection import BackendFactories, select_backend
