@@ -70,13 +70,13 @@ def single_camera(args: argparse.Namespace, index: int, ready, start, results) -
 
     def loop() -> None:
         for _ in range(2):  # warm-up
-            segmenter.segment(image, categories)
+            segmenter.segment(image, categories, probabilities=False)
         _sync(args)
         ready.wait()
         start.wait()
         count, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < args.seconds:
-            segmenter.segment(image, categories)
+            segmenter.segment(image, categories, probabilities=False)
             count += 1
         _sync(args)
         results.put((index, count / (time.perf_counter() - t0)))
@@ -107,10 +107,12 @@ def run_multi(args: argparse.Namespace, results, done) -> None:
     """One process: one model, three camera threads feeding the batching scheduler."""
     segmenter, categories = make_segmenter(args)
     images = {camera: frame(args, i) for i, camera in enumerate(CAMERAS)}
-    segmenter.segment(list(images.values()), categories)  # warm-up with the batch size that will run
-    segmenter.segment(list(images.values()), categories)
+    # warm-up with the batch size that will run
+    segmenter.segment(list(images.values()), categories, probabilities=False)
+    segmenter.segment(list(images.values()), categories, probabilities=False)
     _sync(args)
-    scheduler = BatchScheduler(lambda batch: segmenter.segment([item for _, item in batch], categories),
+    scheduler = BatchScheduler(lambda batch: segmenter.segment([item for _, item in batch], categories,
+                                                             probabilities=False),
                                list(CAMERAS), batch_window_s=args.batch_window_ms / 1000.0, name="bench-batcher")
     stop = threading.Event()
 

@@ -39,7 +39,7 @@ class SegmentationResult:
     """Per-image output, all at the input image's resolution H x W."""
 
     categories: list[str]
-    probabilities: np.ndarray  # [K, H, W] float32
+    probabilities: np.ndarray | None  # [K, H, W] float32; None when segment(..., probabilities=False)
     masks: np.ndarray  # [K, H, W] bool, probability > mask_threshold (overlaps allowed)
     labels: np.ndarray  # [H, W] int32: 0 = background, k = categories[k - 1]
     confidence: np.ndarray  # [H, W] float32: probability of the winning category
@@ -158,13 +158,19 @@ class Segmenter:
             return [resize_maps(p, im.shape[:2]).clamp_(0, 1) for p, im in zip(probs, images)]
 
     @overload
-    def segment(self, image: np.ndarray, categories: Sequence[str]) -> SegmentationResult: ...
+    def segment(self, image: np.ndarray, categories: Sequence[str], *,
+                probabilities: bool = True) -> SegmentationResult: ...
 
     @overload
-    def segment(self, image: Sequence[np.ndarray], categories: Sequence[str]) -> list[SegmentationResult]: ...
+    def segment(self, image: Sequence[np.ndarray], categories: Sequence[str], *,
+                probabilities: bool = True) -> list[SegmentationResult]: ...
 
-    def segment(self, image, categories):
-        """Segment one HxWx3 uint8 RGB image, or a batch (a list, or a BxHxWx3 array), for the given categories."""
+    def segment(self, image, categories, *, probabilities=True):
+        """Segment one HxWx3 uint8 RGB image, or a batch (a list, or a BxHxWx3 array), for the given categories.
+
+        probabilities=False leaves `SegmentationResult.probabilities` None: on a GPU that saves copying the
+        [K, H, W] float maps to host memory (12 MB per 640x480 frame at K=10), which the node never publishes.
+        """
         single = isinstance(image, np.ndarray) and image.ndim != 4
         if single:
             images = [image]
@@ -179,6 +185,7 @@ class Segmenter:
             out = labels_from_probabilities(probs, cfg.background_threshold if cfg.background else None,
                                             cfg.mask_threshold)
             results.append(SegmentationResult(
-                categories=list(cats), probabilities=probs.cpu().numpy(), masks=out.masks.cpu().numpy(),
+                categories=list(cats), probabilities=probs.cpu().numpy() if probabilities else None,
+                masks=out.masks.cpu().numpy(),
                 labels=out.labels.cpu().numpy(), confidence=out.confidence.cpu().numpy()))
         return results[0] if single else results

@@ -150,10 +150,11 @@ class CameraGroup:
         """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
         parts = min(self.lanes, len(images))
         if parts == 1:
-            return self._segmenter.segment(images, categories)
+            return self._segmenter.segment(images, categories, probabilities=False)
         size = -(-len(images) // parts)
         chunks = [images[i:i + size] for i in range(0, len(images), size)]
-        done = self._lane_pool.map(lambda chunk: self._segmenter.segment(chunk, categories), chunks)
+        done = self._lane_pool.map(
+            lambda chunk: self._segmenter.segment(chunk, categories, probabilities=False), chunks)
         return [result for chunk in done for result in chunk]
 
     def _wait_for_publishing(self) -> None:

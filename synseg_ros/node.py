@@ -151,7 +151,7 @@ class SynSegNode(LifecycleNode):
         loaded = time.perf_counter()
         if params.warmup:
             height, width = params.warmup_size
-            segmenter.segment(np.zeros((height, width, 3), np.uint8), categories)
+            segmenter.segment(np.zeros((height, width, 3), np.uint8), categories, probabilities=False)
         backend = segmenter.backend
         self.segmenter = segmenter
         self.get_logger().info(

@@ -83,6 +83,16 @@ def test_batch_equals_single_calls(tiny_segmenter, rng):
     assert len(stacked) == 2
 
 
+def test_results_without_probabilities_keep_everything_else(tiny_segmenter, rng):
+    imgs = [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(2)]
+    full = tiny_segmenter.segment(imgs, CATS)
+    lean = tiny_segmenter.segment(imgs, CATS, probabilities=False)
+    for a, b in zip(full, lean):
+        assert a.probabilities is not None and b.probabilities is None and b.categories == a.categories
+        for name in ("masks", "labels", "confidence"):
+            np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.zeros((10, 10, 3), np.float32), "dtype uint8"),
     (np.zeros((10, 10), np.uint8), "HxWx3"),
