@@ -57,6 +57,7 @@ class NodeParameters:
     cache_dir: str = DEFAULT_CACHE_DIR  # ONNX exports and TensorRT engines (built on first run, keyed, reused)
     onnx_path: str = ""  # an exported fp32 image path to use; "" = export automatically into cache_dir
     force_rebuild: bool = False  # rebuild the TensorRT engine even when a cached one matches
+    cuda_graphs: bool = True  # the torch backend on CUDA replays a CUDA graph per input shape
     # Inference (synseg_core.config.InferenceConfig); window 0 = resize the whole image to short_side squared.
     short_side: int = _INFERENCE.short_side
     window: int = _INFERENCE.window or 0
@@ -104,7 +105,8 @@ class NodeParameters:
     def backend_options(self) -> dict[str, Any]:
         """Keyword arguments for `Segmenter.from_checkpoint` beyond device/backend/precision."""
         return {"cache_dir": self.cache_dir, "onnx_path": self.onnx_path or None,
-                "input_size": self.window or self.short_side, "tensorrt": {"force_rebuild": self.force_rebuild}}
+                "input_size": self.window or self.short_side, "tensorrt": {"force_rebuild": self.force_rebuild},
+                "cuda_graphs": self.cuda_graphs}
 
     def inference_config(self, base: InferenceConfig) -> InferenceConfig:
         """`base` (the model's inference config) with this node's inference settings applied."""
@@ -125,6 +127,8 @@ DESCRIPTIONS = {
     "cache_dir": "folder for automatic ONNX exports and TensorRT engines",
     "onnx_path": "an exported fp32 ONNX image path to run ('' = export automatically into cache_dir)",
     "force_rebuild": "rebuild the TensorRT engine even when a cached one matches",
+    "cuda_graphs": "torch backend on CUDA: replay one CUDA graph per input shape (each checked against the eager "
+                   "forward; a failing capture is logged and the backend stays eager)",
     "short_side": "resize images so the short side has this many pixels",
     "window": "sliding-window size in pixels; 0 = resize the whole image to short_side x short_side",
     "stride": "sliding-window stride in pixels",

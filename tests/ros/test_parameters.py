@@ -3,7 +3,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from synseg_core.config import InferenceConfig
-from synseg_core.segmenter import bundled_checkpoint_config
+from synseg_core.segmenter import Segmenter, bundled_checkpoint_config
 from synseg_ros.diagnostics import PipelineStats, diagnostic_status
 from synseg_ros.parameters import (CameraSettings, NodeParameters, ParameterError, camera_settings,
                                    parameters_from_values, split_camera_override)
@@ -22,6 +22,14 @@ def test_inference_config_maps_window_zero_to_whole_image():
     cfg = params.inference_config(InferenceConfig(templates="tcl_custom"))
     assert cfg.window is None and cfg.short_side == 320 and cfg.mask_threshold == 0.3 and cfg.max_categories == 7
     assert cfg.templates == params.templates  # the node's value wins over the model's
+
+
+def test_backend_options_reach_the_segmenter_factory():
+    options = NodeParameters(cuda_graphs=False, force_rebuild=True, window=0, short_side=96).backend_options()
+    assert options == {"cache_dir": NodeParameters().cache_dir, "onnx_path": None, "input_size": 96,
+                       "tensorrt": {"force_rebuild": True}, "cuda_graphs": False}
+    segmenter = Segmenter.from_checkpoint("tiny-test", backend="torch", **options)  # every option is accepted
+    assert segmenter.backend.name == "torch" and not segmenter.backend.cuda_graphs
 
 
 def test_ints_are_accepted_for_floats():
