@@ -8,7 +8,7 @@
 # Everything lands in $OUT (at most 8 files): one tar per stage-1 config, logs.txt, figures.txt.
 # FAST=1 runs the same steps with tiny settings (a CPU rehearsal: scripts/device_session.sh with OUT set).
 #
-# Missing Python packages travel as wheels in .whl/ (see the device tool's README); the repository root is put
+# Missing Python packages travel as wheels in .whl/ (made here by scripts/device_wheels.sh); the repository root is put
 # on PYTHONPATH, so nothing is installed into the machine's own environment.
 set -uo pipefail
 : "${OUT:?set OUT to the folder that receives the results}"
