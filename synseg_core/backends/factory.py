@@ -58,14 +58,15 @@ class _Factories:
         return export_for_backend(self.model, self.onnx_path if precision == "fp32" else None, self.cache_dir,
                                   self.input_size, precision)
 
-    def torch(self, device: str) -> ImagePathBackend:
+    def torch(self, device: str, cuda_graphs: bool | None = None) -> ImagePathBackend:
+        """cuda_graphs: None = the factory's setting."""
         from .torch_backend import TorchBackend
 
         # as the fallback of `auto`: fp16 needs a GPU and int8 is ONNX Runtime's, so those fall back to fp32
         on_gpu = torch.device(device).type == "cuda"
         keep = self.precision == "bf16" or (self.precision == "fp16" and on_gpu)
         return TorchBackend(self.model, device=device, precision=self.precision if keep else "fp32",
-                            cuda_graphs=self.cuda_graphs)
+                            cuda_graphs=self.cuda_graphs if cuda_graphs is None else cuda_graphs)
 
     def _onnxruntime_precision(self, device: str) -> str:
         """fp16 graphs only pay off on a GPU (on the CPU ONNX Runtime runs the fp32 export); int8 is CPU-only."""
@@ -88,7 +89,8 @@ class _Factories:
             settings.setdefault("max_batch", self.max_batch)
         config = TensorRTConfig.from_dict(settings)
         fp16_onnx = self._onnx("fp16") if config.precision == "fp16" else None
-        return create_tensorrt_backend(self._onnx("fp32"), lambda: self.torch(device), config,
+        # the reference a fresh engine is checked against: eager (a graph per check point would cost 4 forwards each)
+        return create_tensorrt_backend(self._onnx("fp32"), lambda: self.torch(device, cuda_graphs=False), config,
                                        fp16_onnx_path=fp16_onnx, device=device)
 
 

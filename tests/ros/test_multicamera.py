@@ -217,6 +217,19 @@ def test_per_camera_overrides_from_a_parameter_file(ros, unique_ns, tmp_path):
     assert not result.successful and "parameter 'rear.max_rate_hz' is -1.0; it must be >= 0" in result.reason
 
 
+def test_concurrent_cpu_lanes_split_the_threads_and_cleanup_gives_them_back(ros, unique_ns):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)  # so the split is visible on any machine: two lanes -> 2 threads each
+        node = make_node(ros, unique_ns, cameras=["front", "rear"], inference_lanes=0)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.group.lanes == 2 and torch.get_num_threads() == 2
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cameras, message", [
     (["front", "", "rear"], "parameter 'cameras' is ['front', '', 'rear']; camera name 2 is empty"),
     (["front", "rear", "front"], "camera name 'front' appears more than once"),
