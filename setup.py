@@ -9,7 +9,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["synseg_core", "synseg_core.*", "synseg_ros", "synseg_ros.*"]),
-    package_data={"synseg_core": ["model_configs/*.json", "resources/*", "resources/**/*", "backends/*.txt"]},
+    package_data={"synseg_core": ["model_configs/*.json", "resources/*", "resources/**/*", "deploy/backends/*.txt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

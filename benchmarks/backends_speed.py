@@ -16,9 +16,9 @@ import torch
 
 from benchmarks.common import interleaved_medians, machine_description
 from synseg_core import get_model_config
-from synseg_core.backends.factory import create_backend
-from synseg_core.backends.torch_backend import cpu_has_native_bf16
-from synseg_core.model import SynSeg
+from synseg_core.deploy.backends.factory import create_backend
+from synseg_core.deploy.backends.torch_backend import cpu_has_native_bf16
+from synseg_core.model.synseg import SynSeg
 
 
 def main(argv: list[str] | None = None) -> int:

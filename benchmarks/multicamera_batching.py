@@ -5,7 +5,7 @@
 The ROS-free half of benchmarks/multicamera.py, for machines without ROS (the GPU machines here): it measures
 what batching buys on the device itself. "three": three processes, each with its own Segmenter, each segmenting
 its camera's frame in a loop (their best case: no transport, no scheduler), all at once on the same device.
-"multi": one process, one Segmenter, three camera threads submitting frames to `synseg_core.scheduling.
+"multi": one process, one Segmenter, three camera threads submitting frames to `synseg_core.serving.scheduling.
 BatchScheduler` (latest-frame, batch window), which runs each batch through one `Segmenter.segment` call.
 Printed: total frames/s, per camera, resident memory (RSS and PSS) and, on CUDA, the GPU memory the processes
 hold (nvidia-smi), and the ratios multi / three. Model: the bundled config with random weights.
@@ -24,7 +24,7 @@ import psutil
 
 from benchmarks.common import machine_description
 from synseg_core import Segmenter, get_model_config
-from synseg_core.scheduling import BatchScheduler
+from synseg_core.serving.scheduling import BatchScheduler
 
 CAMERAS = ("cam0", "cam1", "cam2")
 

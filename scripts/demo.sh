@@ -10,7 +10,7 @@
 #   scripts/demo.sh --openai         # needs internet: open_clip ViT-B/16 `openai` + CLIPSeg decoder on real photos
 #   scripts/demo.sh --openai --model-config tiny-test --clipseg FILE --photos-dir DIR   # the same path offline
 #
-# Options after --openai go to training/proof/make_openai_demo.py. Environment: SYNSEG_VENV (default .venv),
+# Options after --openai go to synseg_proof/cli/make_openai_demo.py. Environment: SYNSEG_VENV (default .venv),
 # ROS_DOMAIN_ID (default: one per shell), SYNSEG_DEMO_TIMEOUT_S (seconds to wait for the node, default 300).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,13 +46,13 @@ mkdir -p "$out"
 if [ "$openai" -eq 1 ]; then
   assets="$out/assets"
   echo "[demo] preparing the --openai assets in $assets"
-  "$py" training/proof/make_openai_demo.py --out "$assets" "${openai_args[@]}"
+  "$py" -m synseg_proof.cli.make_openai_demo --out "$assets" "${openai_args[@]}"
   model="$assets/model"; frames="$assets/frames"; params="$assets/node_params.yaml"
 else
   model="$demo/model"; frames="$demo/frames"; params="$demo/node_params.yaml"
 fi
 if [ ! -f "$model/config.json" ]; then
-  echo "[demo] no model at $model (see training/proof/make_demo_assets.py)" >&2
+  echo "[demo] no model at $model (see synseg_proof/cli/make_demo_assets.py)" >&2
   exit 2
 fi
 

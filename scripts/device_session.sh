@@ -47,7 +47,7 @@ pids=()
 [ "$stage1" = 1 ] && note "generating $shards x $per_shard caption images ($image_size px)"
 for i in $(seq 0 $((shards - 1))); do
   [ "$stage1" = 1 ] || break
-  "$py" -m training.synthetic.make_dataset --out "$work/data/shard$i" --kind captions --domain source \
+  "$py" -m synseg_proof.cli.make_dataset --out "$work/data/shard$i" --kind captions --domain source \
     --domain target --count "$per_shard" --seed $((900 + i)) --image-size "$image_size" --no-progress \
     >>"$log" 2>&1 &
   pids+=($!)
@@ -56,8 +56,8 @@ done
 # --- 1. CUDA tests (while the shards are written) -------------------------------------------------------------
 if [ "${SKIP_CHECKS:-0}" != 1 ]; then
   note "pytest -m gpu"
-  timeout 120 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/core tests/deploy tests/evaluation tests/training \
-    tests/synthetic >"$work/pytest_gpu.txt" 2>&1
+  timeout 120 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/model tests/inference tests/serving tests/deploy tests/evaluation tests/training \
+    tests/proof >"$work/pytest_gpu.txt" 2>&1
   echo "pytest -m gpu exit $?" >>"$figures"
   tail -25 "$work/pytest_gpu.txt" >>"$figures"
 fi
@@ -83,7 +83,7 @@ if [ -n "${STAGE1_STEPS:-}" ]; then  # known from an earlier probe on this kind 
 else
 note "timing probe ($probe_steps steps of config a)"
 # shellcheck disable=SC2046
-timeout 90 "$py" -m training.synthetic.pretrain_clip $base --train "${train_dirs[@]}" --out "$work/probe" --no-progress \
+timeout 90 "$py" -m synseg_proof.cli.pretrain_clip $base --train "${train_dirs[@]}" --out "$work/probe" --no-progress \
   $(sets "$common ${CONFIGS[0]#*|} steps=$probe_steps log_every=1 eval_every=0") --stop-at "$probe_steps" >>"$log" 2>&1
 step_s=$("$py" - "$work/probe/train_log.jsonl" <<'EOF'
 import json, sys
@@ -103,7 +103,7 @@ for entry in "${CONFIGS[@]}"; do
   # c uses twice the batch: half the steps keeps its images seen equal and its time similar.
   n=$steps; [[ "$settings" == *"batch_size=512"* ]] && n=$((steps / 2))
   # shellcheck disable=SC2046
-  timeout "${STAGE1_TIMEOUT_S:-$((budget_s + 150))}" "$py" -m training.synthetic.pretrain_clip $base --train "${train_dirs[@]}" \
+  timeout "${STAGE1_TIMEOUT_S:-$((budget_s + 150))}" "$py" -m synseg_proof.cli.pretrain_clip $base --train "${train_dirs[@]}" \
     --out "$work/stage1_$name" --no-progress $(sets "$common $settings steps=$n") >"$work/stage1_$name.txt" 2>&1 &
   pids+=($!)
 done

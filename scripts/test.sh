@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: sets up the environment if needed, then runs every test that can run on a CPU machine.
-# Extra arguments go to pytest (for example: scripts/test.sh -m "not slow" tests/core).
+# Extra arguments go to pytest (for example: scripts/test.sh -m "not slow" tests/model).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

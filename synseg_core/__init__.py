@@ -2,11 +2,9 @@
 
 Heavy optional parts (ONNX export, ONNX Runtime, TensorRT, training, evaluation) live in submodules and import lazily.
 """
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, InferenceConfig, SynSegConfig, get_model_config, list_models
-from .inference import ImageError
-from .model import SynSeg, create_model
-from .segmenter import CategoryError, SegmentationResult, Segmenter
+from .inference import CategoryError, ImageError, SegmentationResult, Segmenter
+from .model import CheckpointError, SynSeg, create_model, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 

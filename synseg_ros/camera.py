@@ -19,7 +19,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from synseg_core.segmenter import SegmentationResult
+from synseg_core.inference.segmenter import SegmentationResult
 from synseg_ros.diagnostics import PipelineStats, StatsSnapshot
 from synseg_ros.image_conversion import ImageConversionError, compressed_to_rgb8, image_to_rgb8
 from synseg_ros.outputs import confidence_message, labels_message, masks_message, overlay_message

@@ -1,12 +1,12 @@
 """The node's cameras around one batching scheduler: frames of all cameras go through the model together.
 
-Each camera keeps its newest frame (latest-frame policy, drops counted per camera); `synseg_core.scheduling`
+Each camera keeps its newest frame (latest-frame policy, drops counted per camera); `synseg_core.serving.scheduling`
 decides when the frames form a batch (batch window, round-robin fairness, per-camera rate limits). On the
 scheduler's thread, per batch: each camera converts its own frame (a bad frame is counted on its camera and left
 out of the batch) -> one `Segmenter.segment` call for all good frames (each result at its own frame's resolution); with
 `inference_lanes` > 1 the batch is split into that many parts whose calls run at once (on the CPU, where batching
 gains nothing, this keeps every core busy the way separate processes would; the cores are split between the lanes,
-see `synseg_core.threads`).
+see `synseg_core.serving.threads`).
 Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
 thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
 memory stays bounded. With one camera this is the single-camera node's latest-frame worker (batches of one, no
@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 from rclpy.lifecycle import LifecycleNode
 
-from synseg_core.scheduling import BatchScheduler, BatchStats
-from synseg_core.segmenter import SegmentationResult, Segmenter
-from synseg_core.threads import IntraOpThreads
+from synseg_core.serving.scheduling import BatchScheduler, BatchStats
+from synseg_core.inference.segmenter import SegmentationResult, Segmenter
+from synseg_core.serving.threads import IntraOpThreads
 from synseg_ros.camera import CameraPipeline, Frame
 from synseg_ros.diagnostics import StatsSnapshot
 from synseg_ros.parameters import CameraSettings, NodeParameters

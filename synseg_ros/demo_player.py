@@ -29,7 +29,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from synseg_core.proof.demo_assets import read_demo_frames, score_frames
+from synseg_core.evaluation.demo_frames import read_demo_frames, score_frames
 from synseg_ros.image_conversion import array_to_image, image_to_array
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

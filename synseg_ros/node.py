@@ -34,8 +34,8 @@ from std_msgs.msg import Header, String
 
 import synseg_core
 import synseg_ros
-from synseg_core.query import QueryError, parse_query
-from synseg_core.segmenter import Segmenter
+from synseg_core.inference.query import QueryError, parse_query
+from synseg_core.inference.segmenter import Segmenter
 from synseg_ros.camera import CameraPipeline, incompatible_qos_warning
 from synseg_ros.camera_group import CameraGroup
 from synseg_ros.diagnostics import diagnostic_status

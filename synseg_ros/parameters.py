@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterable, Mapping
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
-from synseg_core.backends.factory import DEFAULT_CACHE_DIR, PRECISIONS
+from synseg_core.deploy.backends.factory import DEFAULT_CACHE_DIR, PRECISIONS
 from synseg_core.config import InferenceConfig, replace_inference
-from synseg_core.inference import MAX_IMAGE_PIXELS
-from synseg_core.query import QueryLimits
-from synseg_core.segmenter import MAX_CATEGORY_LENGTH, bundled_checkpoint_config
+from synseg_core.inference.preprocess import MAX_IMAGE_PIXELS
+from synseg_core.inference.query import QueryLimits
+from synseg_core.inference.segmenter import MAX_CATEGORY_LENGTH, bundled_checkpoint_config
 from synseg_ros.outputs import MAX_CATEGORIES
 
 # The default model is the bundled demo; its inference settings (stored with it, chosen on its validation split)

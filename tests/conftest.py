@@ -14,7 +14,7 @@ def tiny_model():
 
 @pytest.fixture
 def tiny_segmenter(tiny_model):
-    from synseg_core.backends.torch_backend import TorchBackend
+    from synseg_core.deploy.backends.torch_backend import TorchBackend
 
     return Segmenter(tiny_model, TorchBackend(tiny_model))
 

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.onnx_backend import OnnxRuntimeBackend, available_providers
-from synseg_core.backends.tensorrt import TensorRTConfig, create_tensorrt_backend
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend, available_providers
+from synseg_core.deploy.backends.tensorrt import TensorRTConfig, create_tensorrt_backend
 from synseg_core.config import ConfigError
 
 DEFAULTS = TensorRTConfig()

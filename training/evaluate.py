@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from synseg_core.backends.base import BackendError
+from synseg_core.deploy.backends.base import BackendError
 from synseg_core.evaluation.datasets import list_datasets
 from synseg_core.evaluation.evaluator import METHODS, OVERRIDABLE, PROTOCOLS, EvalSettings, run_evaluation
 from synseg_core.evaluation.reporting import write_report

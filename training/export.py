@@ -10,8 +10,8 @@ import logging
 import sys
 import time
 
-from synseg_core.export import PRECISIONS, ExportError, export_onnx, read_export_info
-from synseg_core.segmenter import resolve_model_source
+from synseg_core.deploy.export import PRECISIONS, ExportError, export_onnx, read_export_info
+from synseg_core.inference.segmenter import resolve_model_source
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Sequence
 
-from synseg_core.checkpoint import CheckpointError
+from synseg_core.model.checkpoint import CheckpointError
 from synseg_core.config import ConfigError
 from synseg_core.training import TrainingError, load_train_config, run_training
 from synseg_core.training.distributed import env_dist_info

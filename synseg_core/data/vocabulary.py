@@ -37,11 +37,6 @@ def noun_lemmas(word: str) -> tuple[str, ...]:
     return tuple(lemminflect.getLemma(word, upos="NOUN", lemmatize_oov=True)) or (word,)
 
 
-def head_lemma(phrase: str) -> str:
-    """The first noun lemma of a phrase's last word ("red circles" -> "circle")."""
-    return noun_lemmas(phrase.rsplit(" ", 1)[-1])[0]
-
-
 def read_word_list(path: str | Path) -> list[tuple[int, str]]:
     """Non-empty, non-comment lines of a word-list file as (line number, lower-case text).
 

@@ -3,7 +3,7 @@
 The JSON files in ``synseg_core/resources/benchmarks/`` are the single source of truth; this module is the one
 loader for them. Descriptive notes in the files (how a dataset was converted, where a list comes from) are kept
 as free text but every functional field is parsed strictly, so a typo in a data file fails loudly. Prompt
-templates live with the model (``synseg_core/resources/templates.json``, ``synseg_core.backbone.get_templates``).
+templates live with the model (``synseg_core/resources/templates.json``, ``synseg_core.model.backbone.get_templates``).
 """
 from __future__ import annotations
 

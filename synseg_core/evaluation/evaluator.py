@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synseg_core.backbone import list_template_sets
+from synseg_core.model.backbone import list_template_sets
 from synseg_core.config import InferenceConfig, replace_inference
 from synseg_core.evaluation.datasets import SegmentationDataset, build_dataset
 from synseg_core.evaluation.maskclip import MaskClipBackend
 from synseg_core.evaluation.metrics import ConfusionMatrix, SegmentationMetrics
 from synseg_core.evaluation.pamr import PAMRConfig, pamr_refine
-from synseg_core.postprocess import labels_from_probabilities
-from synseg_core.segmenter import Segmenter, resolve_model_source
+from synseg_core.inference.postprocess import labels_from_probabilities
+from synseg_core.inference.segmenter import Segmenter, resolve_model_source
 
 Method = Literal["synseg", "maskclip"]
 METHODS: tuple[str, ...] = ("synseg", "maskclip")

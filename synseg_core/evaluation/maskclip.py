@@ -16,10 +16,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from synseg_core.backbone import ClipBackbone
-from synseg_core.backends.base import BackendError
+from synseg_core.model.backbone import ClipBackbone
+from synseg_core.deploy.backends.base import BackendError
 from synseg_core.config import PreprocessConfig
-from synseg_core.model import SynSeg
+from synseg_core.model.synseg import SynSeg
 
 METHOD_NAME = "maskclip"
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from ..backbone import list_template_sets
+from ..model.backbone import list_template_sets
 from ..config import ConfigError, SynSegConfig, from_dict, get_model_config, load_config_file
 from ..data import CaptionDataConfig
 

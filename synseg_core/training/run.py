@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import yaml
 
-from ..checkpoint import load_checkpoint
-from ..clipseg_import import import_clipseg_decoder
+from ..model.checkpoint import load_checkpoint
+from ..model.clipseg_import import import_clipseg_decoder
 from ..config import ConfigError
 from ..data import CaptionLoader, build_caption_dataset
-from ..model import SynSeg, create_model
+from ..model.synseg import SynSeg, create_model
 from .config import ModelSection, TrainConfig, resolve_model_config
 from .distributed import DistInfo, cleanup_distributed, env_dist_info, init_distributed, resolve_device
 from .metrics import METRICS_NAME

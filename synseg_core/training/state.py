@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, save_checkpoint
-from ..model import SynSeg
+from ..model.checkpoint import CheckpointError, save_checkpoint
+from ..model.synseg import SynSeg
 
 STATE_NAME = "trainer_state.pt"
 CHECKPOINT_DIR = "checkpoints"

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from ..backbone import ClipBackbone, get_templates
+from ..model.backbone import ClipBackbone, get_templates
 
 
 class ChunkedTextCache:

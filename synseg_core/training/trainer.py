@@ -22,12 +22,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint
+from ..model.checkpoint import load_checkpoint
 from ..data import CaptionBatch, CaptionLoader, SkipCounter
-from ..model import SynSeg
+from ..model.synseg import SynSeg
 from .absent import absent_pairs
 from .batches import BatchStream, DataPosition
 from .config import TrainConfig
+from .losses import synseg_loss
 from .distributed import DistInfo, all_ranks_true, all_reduce, barrier
 from .metrics import METRICS_NAME, MetricsLogger, WindowAverage
 from .optim import build_optimizer, build_scheduler
@@ -68,8 +69,8 @@ class TrainSummary:
 
 
 class _MCCLStep(nn.Module):
-    """`forward` = `SynSeg.forward_train` returning the loss terms as a dict, so DistributedDataParallel (which
-    only hooks `forward`) can wrap the training path."""
+    """`forward` = `SynSeg.forward_train` + MCCL, returning the loss terms as a dict, so DistributedDataParallel
+    (which only hooks `forward`) can wrap the training path."""
 
     def __init__(self, model: SynSeg):
         super().__init__()
@@ -77,7 +78,8 @@ class _MCCLStep(nn.Module):
 
     def forward(self, images: torch.Tensor, text: torch.Tensor, owner: torch.Tensor,
                 absent_text: torch.Tensor | None, absent_owner: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        terms = self.model.forward_train(images, text, owner, absent_text, absent_owner).losses
+        out = self.model.forward_train(images, text, owner, absent_text, absent_owner)
+        terms = synseg_loss(out, text, owner, images.shape[0], self.model.cfg.loss, absent_owner)
         return {name: getattr(terms, name) for name in LOSS_TERMS}
 
 

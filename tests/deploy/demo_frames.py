@@ -1,7 +1,7 @@
 """The bundled demo model's sample frames, for checking a reduced-precision path against fp32 on trained weights."""
 import cv2
 
-from synseg_core.segmenter import BUNDLED_CHECKPOINTS
+from synseg_core.inference.segmenter import BUNDLED_CHECKPOINTS
 
 FRAMES = BUNDLED_CHECKPOINTS["demo"].parent / "frames"
 

@@ -44,7 +44,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from synseg_core.backends.tensorrt.onnx_info import supported_tensorrt_ops
+from synseg_core.deploy.backends.tensorrt.onnx_info import supported_tensorrt_ops
 
 PLAN_MAGIC = b"FAKETRT\x00"
 TIMING_MAGIC = b"FAKETC\x00"

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from fake_tensorrt import Behaviour, make_fake_tensorrt
-from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
-from synseg_core.backends.tensorrt import DeviceInfo, TensorRTConfig
-from synseg_core.export import INPUT_IMAGES, INPUT_TEXT, METADATA_KEY, OPSET, OUTPUT, ExportInfo
-from synseg_core.export_fp16 import convert_to_fp16
+from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend
+from synseg_core.deploy.backends.tensorrt import DeviceInfo, TensorRTConfig
+from synseg_core.deploy.export import INPUT_IMAGES, INPUT_TEXT, METADATA_KEY, OPSET, OUTPUT, ExportInfo
+from synseg_core.deploy.export_fp16 import convert_to_fp16
 
 SIZE = 16
 EMBED_DIM = 8
@@ -22,7 +22,7 @@ FAKE_GPU = DeviceInfo(name="NVIDIA Fake GPU", compute_capability="8.7", l4t_rele
 
 
 class TinyImagePath(nn.Module):
-    """Same I/O contract as synseg_core.export: (images [B,3,S,S], text [K,D]) -> probabilities [B,K,S,S]."""
+    """Same I/O contract as synseg_core.deploy.export: (images [B,3,S,S], text [K,D]) -> probabilities [B,K,S,S]."""
 
     def __init__(self, embed_dim: int = EMBED_DIM):
         super().__init__()

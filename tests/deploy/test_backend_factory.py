@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from synseg_core import Segmenter
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.factory import create_backend
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.factory import create_backend
 
 
 def test_auto_on_cpu_picks_onnxruntime_and_logs_why(tiny_model, tmp_path, caplog):

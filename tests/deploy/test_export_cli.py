@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from synseg_core.export import read_export_info
+from synseg_core.deploy.export import read_export_info
 
 SCRIPT = Path(__file__).parents[2] / "training" / "export.py"
 

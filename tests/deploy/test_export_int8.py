@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from synseg_core import Segmenter, get_model_config
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.factory import create_backend
-from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
-from synseg_core.export import ExportError, export_onnx, read_export_info
-from synseg_core.model import SynSeg
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.factory import create_backend
+from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend
+from synseg_core.deploy.export import ExportError, export_onnx, read_export_info
+from synseg_core.model.synseg import SynSeg
 from demo_frames import compare_on_demo_frames
 
 

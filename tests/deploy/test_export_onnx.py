@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from synseg_core import get_model_config
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.factory import create_backend
-from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
-from synseg_core.export import export_onnx, read_export_info, weights_digest
-from synseg_core.model import SynSeg
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.factory import create_backend
+from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend
+from synseg_core.deploy.export import export_onnx, read_export_info, weights_digest
+from synseg_core.model.synseg import SynSeg
 
-TRT_OPS = Path(__file__).parents[2] / "synseg_core" / "backends" / "tensorrt_onnx_ops.txt"
+TRT_OPS = Path(__file__).parents[2] / "synseg_core" / "deploy" / "backends" / "tensorrt_onnx_ops.txt"
 
 
 def _text(model, k):

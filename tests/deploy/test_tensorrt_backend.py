@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from fake_tensorrt import Behaviour, calls_named
-from synseg_core.backends.base import BackendError, ImagePathBackend
-from synseg_core.backends.tensorrt import ShapeOutOfProfileError, TensorRTError, create_tensorrt_backend
-from synseg_core.backends.tensorrt.backend import engine_request
-from synseg_core.backends.tensorrt.cache import EngineCache, engine_key
-from synseg_core.backends.tensorrt.probe import TensorRTInfo
+from synseg_core.deploy.backends.base import BackendError, ImagePathBackend
+from synseg_core.deploy.backends.tensorrt import ShapeOutOfProfileError, TensorRTError, create_tensorrt_backend
+from synseg_core.deploy.backends.tensorrt.backend import engine_request
+from synseg_core.deploy.backends.tensorrt.cache import EngineCache, engine_key
+from synseg_core.deploy.backends.tensorrt.probe import TensorRTInfo
 from tensorrt_helpers import (EMBED_DIM, FAKE_GPU, SIZE, install_fake, ort_reference, small_config,  # noqa: F401
                               tiny_onnx)
 

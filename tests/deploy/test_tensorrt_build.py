@@ -6,12 +6,12 @@ import threading
 import pytest
 
 from fake_tensorrt import Behaviour, calls_named
-from synseg_core.backends.tensorrt import (EngineBuildError, TensorRTError, TensorRTUnavailableError,
+from synseg_core.deploy.backends.tensorrt import (EngineBuildError, TensorRTError, TensorRTUnavailableError,
                                           create_tensorrt_backend)
-from synseg_core.backends.tensorrt.builder import BuilderOptions, build_engine_bytes
-from synseg_core.backends.tensorrt.callbacks import BuildProgress, CapturedLog
-from synseg_core.backends.tensorrt.precision import resolve_precision
-from synseg_core.backends.tensorrt.profile import InputProfile
+from synseg_core.deploy.backends.tensorrt.builder import BuilderOptions, build_engine_bytes
+from synseg_core.deploy.backends.tensorrt.callbacks import BuildProgress, CapturedLog
+from synseg_core.deploy.backends.tensorrt.precision import resolve_precision
+from synseg_core.deploy.backends.tensorrt.profile import InputProfile
 from tensorrt_helpers import (FAKE_GPU, export_tiny, install_fake, ort_reference, small_config,  # noqa: F401
                               tiny_onnx)
 
@@ -81,7 +81,7 @@ def test_timing_cache_can_be_switched_off(monkeypatch, tmp_path, tiny_onnx):
 
 def test_progress_monitor_logs_build_phases(monkeypatch, tmp_path, tiny_onnx, caplog):
     install_fake(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="synseg_core.backends.tensorrt"):
+    with caplog.at_level(logging.INFO, logger="synseg_core.deploy.backends.tensorrt"):
         _create(tiny_onnx, small_config(tmp_path, show_progress=True))
     assert "TensorRT build: Building engine (2 steps)" in caplog.text
 

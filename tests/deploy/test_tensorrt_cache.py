@@ -8,11 +8,11 @@ import filelock
 import pytest
 
 from fake_tensorrt import calls_named
-from synseg_core.backends.tensorrt import TensorRTError, create_tensorrt_backend
-from synseg_core.backends.tensorrt.backend import engine_request
-from synseg_core.backends.tensorrt.cache import EngineCache, engine_key
-from synseg_core.backends.tensorrt.onnx_info import fingerprint_onnx
-from synseg_core.backends.tensorrt.probe import TensorRTInfo
+from synseg_core.deploy.backends.tensorrt import TensorRTError, create_tensorrt_backend
+from synseg_core.deploy.backends.tensorrt.backend import engine_request
+from synseg_core.deploy.backends.tensorrt.cache import EngineCache, engine_key
+from synseg_core.deploy.backends.tensorrt.onnx_info import fingerprint_onnx
+from synseg_core.deploy.backends.tensorrt.probe import TensorRTInfo
 from tensorrt_helpers import (FAKE_GPU, export_tiny, install_fake, ort_reference, small_config,  # noqa: F401
                               tiny_onnx)
 

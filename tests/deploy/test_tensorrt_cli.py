@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from synseg_core.backends.tensorrt import backend as backend_module
+from synseg_core.deploy.backends.tensorrt import backend as backend_module
 from tensorrt_helpers import FAKE_GPU, install_fake, tiny_onnx  # noqa: F401
 
 SCRIPT = Path(__file__).parents[2] / "training" / "build_engine.py"

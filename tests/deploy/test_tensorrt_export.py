@@ -4,12 +4,12 @@ import torch
 
 from fake_tensorrt import calls_named
 from synseg_core import get_model_config
-from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
-from synseg_core.backends.tensorrt import create_tensorrt_backend, unsupported_tensorrt_ops
-from synseg_core.backends.tensorrt.onnx_info import load_onnx_structure
-from synseg_core.backends.torch_backend import TorchBackend
-from synseg_core.export import export_onnx
-from synseg_core.model import SynSeg
+from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend
+from synseg_core.deploy.backends.tensorrt import create_tensorrt_backend, unsupported_tensorrt_ops
+from synseg_core.deploy.backends.tensorrt.onnx_info import load_onnx_structure
+from synseg_core.deploy.backends.torch_backend import TorchBackend
+from synseg_core.deploy.export import export_onnx
+from synseg_core.model.synseg import SynSeg
 from tensorrt_helpers import FAKE_GPU, install_fake, small_config
 
 SIZE = 32

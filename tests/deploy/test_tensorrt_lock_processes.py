@@ -17,7 +17,7 @@ WORKER = textwrap.dedent("""
     sys.path[:0] = [{here!r}, {repo!r}]
     import tensorrt_helpers as h
     from fake_tensorrt import Behaviour, make_fake_tensorrt
-    from synseg_core.backends.tensorrt import create_tensorrt_backend
+    from synseg_core.deploy.backends.tensorrt import create_tensorrt_backend
 
     builds = Path({builds!r})
     ready = Path({ready!r})

@@ -2,10 +2,10 @@
 import pytest
 
 from fake_tensorrt import make_fake_tensorrt
-from synseg_core.backends.tensorrt import (TensorRTConfig, TensorRTUnavailableError, supported_tensorrt_ops,
+from synseg_core.deploy.backends.tensorrt import (TensorRTConfig, TensorRTUnavailableError, supported_tensorrt_ops,
                                           unsupported_tensorrt_ops)
-from synseg_core.backends.tensorrt.onnx_info import graph_inputs, load_onnx_structure
-from synseg_core.backends.tensorrt.probe import read_l4t_release, tensorrt_info
+from synseg_core.deploy.backends.tensorrt.onnx_info import graph_inputs, load_onnx_structure
+from synseg_core.deploy.backends.tensorrt.probe import read_l4t_release, tensorrt_info
 from synseg_core.config import ConfigError
 from tensorrt_helpers import tiny_onnx  # noqa: F401
 

@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from synseg_core.backends.tensorrt import TensorRTError, create_tensorrt_backend, resolve_precision
+from synseg_core.deploy.backends.tensorrt import TensorRTError, create_tensorrt_backend, resolve_precision
 from fake_tensorrt import calls_named
 from tensorrt_helpers import (FAKE_GPU, install_fake, ort_reference, small_config, tiny_onnx,  # noqa: F401
                               tiny_onnx_fp16)

@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from synseg_core.backends.selection import BackendFactories, RuntimeEnvironment, select_backend
-from synseg_core.backends.tensorrt import create_tensorrt_backend
+from synseg_core.deploy.backends.selection import BackendFactories, RuntimeEnvironment, select_backend
+from synseg_core.deploy.backends.tensorrt import create_tensorrt_backend
 from tensorrt_helpers import EMBED_DIM, SIZE, ort_reference, small_config, tiny_onnx  # noqa: F401
 
 pytestmark = pytest.mark.gpu
@@ -54,9 +54,9 @@ def test_real_engine_is_built_verified_cached_and_run_on_cuda_tensors(tmp_path, 
 def test_auto_on_a_gpu_machine_prefers_a_cuda_backend(tmp_path, tiny_onnx):
     _require_cuda()
     from synseg_core import get_model_config
-    from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
-    from synseg_core.backends.torch_backend import TorchBackend
-    from synseg_core.model import SynSeg
+    from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend
+    from synseg_core.deploy.backends.torch_backend import TorchBackend
+    from synseg_core.model.synseg import SynSeg
 
     model = SynSeg(get_model_config("tiny-test")).eval()
     factories = BackendFactories(torch=lambda device: TorchBackend(model, device=device),

@@ -6,12 +6,12 @@ import pytest
 
 from fake_tensorrt import Behaviour
 from synseg_core import get_model_config
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.onnx_backend import OnnxRuntimeBackend
-from synseg_core.backends.selection import BackendFactories, RuntimeEnvironment, select_backend
-from synseg_core.backends.tensorrt import create_tensorrt_backend
-from synseg_core.backends.torch_backend import TorchBackend
-from synseg_core.model import SynSeg
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend
+from synseg_core.deploy.backends.selection import BackendFactories, RuntimeEnvironment, select_backend
+from synseg_core.deploy.backends.tensorrt import create_tensorrt_backend
+from synseg_core.deploy.backends.torch_backend import TorchBackend
+from synseg_core.model.synseg import SynSeg
 from tensorrt_helpers import FAKE_GPU, install_fake, ort_reference, small_config, tiny_onnx  # noqa: F401
 
 
@@ -34,7 +34,7 @@ def test_auto_on_this_machine_skips_tensorrt_and_cuda_steps(tiny_onnx, tmp_path,
     environment = RuntimeEnvironment.probe()
     if environment.tensorrt_problem is None or environment.cuda_available:
         pytest.skip("this test describes a machine without TensorRT and CUDA")
-    with caplog.at_level(logging.INFO, logger="synseg_core.backends.selection"):
+    with caplog.at_level(logging.INFO, logger="synseg_core.deploy.backends.selection"):
         selection = select_backend("auto", _factories(tiny_onnx, tmp_path, torch_factory))
     assert selection.backend.name == "onnxruntime" and selection.backend.device.type == "cpu"
     assert [step for step, _ in selection.skipped] == ["tensorrt (cuda)", "onnxruntime (cuda)", "torch (cuda)"]
@@ -60,7 +60,7 @@ def test_auto_falls_back_with_each_reason_when_tensorrt_fails(monkeypatch, tiny_
                                                                 caplog):
     install_fake(monkeypatch, behaviour=Behaviour(build_returns_none=True))
     environment = dataclasses.replace(RuntimeEnvironment.probe(), cuda_available=True)
-    with caplog.at_level(logging.INFO, logger="synseg_core.backends.selection"):
+    with caplog.at_level(logging.INFO, logger="synseg_core.deploy.backends.selection"):
         selection = select_backend("auto", _factories(tiny_onnx, tmp_path, torch_factory), environment=environment)
     assert selection.backend.name == "onnxruntime" and selection.backend.device.type == "cpu"
     reasons = dict(selection.skipped)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from synseg_core import Segmenter, get_model_config
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.factory import create_backend
-from synseg_core.backends.torch_backend import TorchBackend
-from synseg_core.model import SynSeg
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.factory import create_backend
+from synseg_core.deploy.backends.torch_backend import TorchBackend
+from synseg_core.model.synseg import SynSeg
 from demo_frames import compare_on_demo_frames
 
 
@@ -41,7 +41,7 @@ def test_bf16_is_the_torch_backends(tiny, tmp_path, caplog):
     for name in ("onnxruntime", "tensorrt"):
         with pytest.raises(BackendError, match=f"precision 'bf16' is PyTorch autocast; backend '{name}'"):
             create_backend(name, tiny, precision="bf16", cache_dir=tmp_path)
-    with caplog.at_level(logging.INFO, logger="synseg_core.backends.selection"):
+    with caplog.at_level(logging.INFO, logger="synseg_core.deploy.backends.selection"):
         auto = create_backend("auto", tiny, precision="bf16", cache_dir=tmp_path)
     assert (auto.name, auto.precision) == ("torch", "bf16")
     assert "onnxruntime (cpu) skipped: precision 'bf16' is PyTorch autocast" in caplog.text

@@ -7,9 +7,9 @@ import logging
 import pytest
 import torch
 
-from synseg_core.backends import torch_backend
-from synseg_core.backends.base import BackendError
-from synseg_core.backends.torch_backend import TorchBackend
+from synseg_core.deploy.backends import torch_backend
+from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.backends.torch_backend import TorchBackend
 
 SIZE = 64
 

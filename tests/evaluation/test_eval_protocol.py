@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from synseg_core.inference import sliding_window_probabilities
-from synseg_core.postprocess import labels_from_probabilities
+from synseg_core.inference.preprocess import sliding_window_probabilities
+from synseg_core.inference.postprocess import labels_from_probabilities
 
 
 def _mmseg_slide_boxes(h, w, crop, stride):

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from synseg_core import Segmenter, get_model_config
 from synseg_core.config import InferenceConfig, PreprocessConfig
 from synseg_core.evaluation.maskclip import MaskClipBackend, clip_normalisation, dense_clip_features
-from synseg_core.inference import to_normalised_tensor
-from synseg_core.model import SynSeg
+from synseg_core.inference.preprocess import to_normalised_tensor
+from synseg_core.model.synseg import SynSeg
 
 
 def _reference_features(backbone, images):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from synseg_core.proof.demo_assets import write_demo_frames
-from synseg_core.synthetic import SceneGenerator, write_split
+from synseg_proof.demo_assets import write_demo_frames
+from synseg_proof.synthetic import SceneGenerator, write_split
 
 IMAGE_SIZE = 64
 

@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from training import evaluate
-from training.proof import run_chain
+from synseg_proof.cli import run_chain
 
 ROWS = {"floor", "maskclip", "init", "film_s0", "film_s1", "unconditioned_s0", "no_sep_s0", "align_cont_s0",
         "area_s0", "area_s1", "absent_s0", "absent_s1", "random_s0", "ceiling"}

@@ -8,10 +8,10 @@ import torch
 import yaml
 
 from synseg_core import Segmenter, create_model, save_checkpoint
-from synseg_core.proof.demo_assets import (DEMO_DIR, choose_inference, export_demo_model, read_demo_frames,
+from synseg_proof.demo_assets import (DEMO_DIR, choose_inference, export_demo_model, read_demo_frames,
                                            score_frames, write_demo_frames, write_node_params)
-from synseg_core.synthetic import COLOURS
-from synseg_core.synthetic.vocabulary import split_thing_category
+from synseg_proof.synthetic import COLOURS
+from synseg_proof.synthetic.vocabulary import split_thing_category
 
 QUERY = ("red circle", "blue square", "green star", "yellow triangle", "purple circle", "orange cross")
 
@@ -96,7 +96,7 @@ def test_node_parameters_of_the_demo_validate(tmp_path):
 
 def test_the_bundled_demo_model_loads_and_fits_the_size_budget():
     if not (DEMO_DIR / "model" / "config.json").is_file():
-        pytest.skip("the bundled demo model is not committed yet (training/proof/make_demo_assets.py)")
+        pytest.skip("the bundled demo model is not committed yet (synseg_proof/cli/make_demo_assets.py)")
     total = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file() and p.suffix == ".safetensors")
     assert total < 20 * 1024 * 1024
     segmenter = Segmenter.from_checkpoint(DEMO_DIR / "model")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from synseg_core import create_model, save_checkpoint
 from synseg_core.evaluation.datasets import read_label
-from synseg_core.proof.demo_assets import DEMO_DIR, read_demo_frames, write_demo_frames, write_node_params
+from synseg_proof.demo_assets import DEMO_DIR, read_demo_frames, write_demo_frames, write_node_params
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT_FRAMES = 3

@@ -5,9 +5,9 @@ import pytest
 
 from synseg_core.config import IMAGENET_MEAN, IMAGENET_STD
 from synseg_core.evaluation.datasets import read_label
-from synseg_core.proof.masks import MaskPairs, split_vocabulary
-from synseg_core.synthetic import SceneGenerator, read_manifest, write_split
-from synseg_core.synthetic.domains import SOURCE_HELD_OUT_THINGS
+from synseg_proof.masks import MaskPairs, split_vocabulary
+from synseg_proof.synthetic import SceneGenerator, read_manifest, write_split
+from synseg_proof.synthetic.domains import SOURCE_HELD_OUT_THINGS
 
 
 def _pairs(split, **kw):

@@ -5,9 +5,9 @@ import torch
 import yaml
 
 from synseg_core import Segmenter
-from synseg_core.checkpoint import load_checkpoint
-from synseg_core.proof.demo_assets import read_demo_frames
-from training.proof import make_openai_demo
+from synseg_core.model.checkpoint import load_checkpoint
+from synseg_proof.demo_assets import read_demo_frames
+from synseg_proof.cli import make_openai_demo
 
 pytest.importorskip("transformers")
 

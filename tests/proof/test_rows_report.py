@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synseg_core.proof.config import ChainConfig, Stage3Section, full_chain
+from synseg_proof.config import ChainConfig, Stage3Section, full_chain
 from synseg_core.config import ConfigError
-from synseg_core.proof.report import GRID_PNG, RESULTS_JSON, RESULTS_MD, assess_targets, write_results
-from synseg_core.proof.rows import KEY_VARIANTS, VARIANTS, stage3_rows, stage3_run
-from synseg_core.proof.heldout import SAMPLES_FILE
+from synseg_proof.report import GRID_PNG, RESULTS_JSON, RESULTS_MD, assess_targets, write_results
+from synseg_proof.rows import KEY_VARIANTS, VARIANTS, stage3_rows, stage3_run
+from synseg_proof.heldout import SAMPLES_FILE
 
 
 def test_runs_are_named_by_their_settings_so_rows_reuse_sweep_runs():

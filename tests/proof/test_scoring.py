@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from synseg_core import Segmenter
-from synseg_core.backends.torch_backend import TorchBackend
+from synseg_core.deploy.backends.torch_backend import TorchBackend
 from synseg_core.config import replace_inference
 from synseg_core.evaluation.evaluator import evaluate_dataset
-from synseg_core.proof.heldout import custom_dataset
-from synseg_core.proof.scoring import (background_floor, best_threshold, foreground_iou, subset_miou, summarise,
+from synseg_proof.heldout import custom_dataset
+from synseg_core.evaluation.demo_frames import foreground_iou
+from synseg_proof.scoring import (background_floor, best_threshold, subset_miou, summarise,
                                        threshold_sweep)
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from synseg_core.checkpoint import load_checkpoint
-from synseg_core.clipseg_import import import_clipseg_decoder
+from synseg_core.model.checkpoint import load_checkpoint
+from synseg_core.model.clipseg_import import import_clipseg_decoder
 from synseg_core.config import ConfigError, get_model_config
-from synseg_core.model import SynSeg
-from synseg_core.proof.supervised import CLIPSEG_FILE, FINAL_DIR, SupervisedConfig, train_supervised
+from synseg_core.model.synseg import SynSeg
+from synseg_proof.supervised import CLIPSEG_FILE, FINAL_DIR, SupervisedConfig, train_supervised
 
 
 def _cfg(steps: int, **extra) -> SupervisedConfig:
@@ -72,7 +72,7 @@ def test_bad_settings_name_the_key_and_what_is_allowed():
 
 def test_cli_trains_with_overrides_and_refuses_unknown_keys(source_split, tmp_path, capsys):
     from synseg_core.config import MODEL_CONFIG_DIR
-    from training.proof import train_supervised as cli
+    from synseg_proof.cli import train_supervised as cli
 
     base = ["--model-config", str(MODEL_CONFIG_DIR / "tiny-test.json"), "--split", str(source_split), "--no-progress"]
     assert cli.main([*base, "--out", str(tmp_path / "bad"), "optim.lrr=1"]) == 2

@@ -26,7 +26,7 @@ ROS_TOP_LEVEL = {"rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "diagnost
 
 @pytest.mark.slow
 def test_synseg_core_imports_in_a_fresh_interpreter_without_ros():
-    code = ("import sys, synseg_core, synseg_core.segmenter, synseg_core.query, synseg_core.worker\n"
+    code = ("import sys, synseg_core, synseg_core.inference.segmenter, synseg_core.inference.query, synseg_core.worker\n"
             f"ros = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(ROS_TOP_LEVEL)!r})\n"
             "print('ROS modules:', ros)\n"
             "sys.exit(1 if ros else 0)\n")

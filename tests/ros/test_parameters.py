@@ -3,7 +3,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from synseg_core.config import InferenceConfig
-from synseg_core.segmenter import Segmenter, bundled_checkpoint_config
+from synseg_core.inference.segmenter import Segmenter, bundled_checkpoint_config
 from synseg_ros.diagnostics import PipelineStats, diagnostic_status
 from synseg_ros.parameters import (CameraSettings, NodeParameters, ParameterError, camera_settings,
                                    parameters_from_values, split_camera_override)

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from synseg_core import Segmenter
-from synseg_core.model import SynSeg
+from synseg_core.training import trainer as trainer_module
 from synseg_core.training import load_train_config, run_training
 from synseg_core.training.state import STATE_NAME, list_checkpoints, load_trainer_state
-from trainer_fixtures import TINY_CONFIG, load_script, nonfinite_forward_train, read_records, tiny_overrides, \
+from trainer_fixtures import TINY_CONFIG, load_script, nonfinite_loss, read_records, tiny_overrides, \
     write_caption_dataset, write_caption_shard
 
 main = load_script("train").main
@@ -50,7 +50,7 @@ def test_loss_goes_down_and_the_checkpoint_is_a_usable_model(manifest, tmp_path,
 
 
 def test_a_nonfinite_step_is_skipped_logged_and_its_checkpoint_deferred(manifest, tmp_path, monkeypatch):
-    monkeypatch.setattr(SynSeg, "forward_train", nonfinite_forward_train({4}))
+    monkeypatch.setattr(trainer_module, "synseg_loss", nonfinite_loss({4}))
     out = tmp_path / "run"
     assert main(train_args(manifest, out, 6, **{"checkpoint.every": 2, "checkpoint.keep_last": 5,
                                                 "logging.every": 1})) == 0
@@ -69,7 +69,7 @@ def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_good_checkpoint(m
                                                                               capsys):
     out = tmp_path / "run"
     args = train_args(manifest, out, 6, **{"checkpoint.every": 2, "runtime.max_consecutive_nonfinite": 2})
-    monkeypatch.setattr(SynSeg, "forward_train", nonfinite_forward_train({3, 4, 5, 6}))
+    monkeypatch.setattr(trainer_module, "synseg_loss", nonfinite_loss({3, 4, 5, 6}))
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "2 non-finite steps in a row (the last at step 4)" in err and "step_00000002" in err

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from synseg_core import create_model, save_checkpoint
-from synseg_core.checkpoint import CheckpointError
+from synseg_core.model.checkpoint import CheckpointError
 from synseg_core.config import ConfigError
 from synseg_core.training.absent import absent_pairs
 from synseg_core.training.config import ModelSection, OptimConfig, ScheduleConfig

@@ -97,20 +97,19 @@ def tiny_overrides(manifest: Path, output_dir: Path, max_steps: int, **extra: ob
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
 
 
-def nonfinite_forward_train(bad_calls: set[int]) -> Callable:
-    """A `SynSeg.forward_train` replacement (fault injection) whose real loss is made NaN on the given calls
+def nonfinite_loss(bad_calls: set[int]) -> Callable:
+    """A replacement of the trainer's `synseg_loss` (fault injection) whose real loss is made NaN on the given calls
     (1-based), i.e. on those training steps."""
-    from synseg_core.model import SynSeg
+    from synseg_core.training.losses import synseg_loss
 
-    original = SynSeg.forward_train
     calls = []
 
-    def patched(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
+    def patched(*args, **kwargs):
+        terms = synseg_loss(*args, **kwargs)
         calls.append(1)
         if len(calls) in bad_calls:
-            out.losses.total = out.losses.total * float("nan")
-        return out
+            terms.total = terms.total * float("nan")
+        return terms
 
     return patched
 

@@ -1,0 +1,5 @@
+"""Inference: the `Segmenter` API, pre-processing (resize, sliding windows), post-processing and queries."""
+from .preprocess import ImageError
+from .segmenter import CategoryError, SegmentationResult, Segmenter
+
+__all__ = ["CategoryError", "ImageError", "SegmentationResult", "Segmenter"]

@@ -1,0 +1,1 @@
+"""Command lines of the proof of learning (``python -m synseg_proof.cli.<name>``)."""
