@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.capabilities import DEVICE_TYPES, backend_precisions
 from synseg_core.deploy.backends.onnx_backend import OnnxRuntimeBackend, available_providers
 from synseg_core.deploy.backends.tensorrt import TensorRTConfig, create_tensorrt_backend
 from synseg_core.config import ConfigError
@@ -28,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--onnx", required=True, help="the fp32 export (training/export.py)")
     p.add_argument("--onnx-fp16", help="the fp16 export (training/export.py --precision fp16); fp16 engines on "
                                        "TensorRT 11 need it")
-    p.add_argument("--precision", default=DEFAULTS.precision, choices=("fp32", "fp16"),
+    p.add_argument("--precision", default=DEFAULTS.precision, choices=backend_precisions("tensorrt"),
                    help="requested precision; fp16 falls back to fp32 if it cannot be built or fails the check")
     p.add_argument("--cache-dir", default=DEFAULTS.cache_dir, help="engine cache directory")
     p.add_argument("--opt-categories", type=int, default=DEFAULTS.opt_categories)
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-timing-cache", action="store_true", help="do not read or write the timing cache")
     p.add_argument("--force-rebuild", action="store_true", help="ignore cached engines and remembered failures")
     p.add_argument("--device", default="cuda", help="CUDA device to build for (cuda, cuda:1)")
-    p.add_argument("--reference-device", default="cpu", choices=("cpu", "cuda"),
+    p.add_argument("--reference-device", default="cpu", choices=DEVICE_TYPES,
                    help="where ONNX Runtime computes the reference outputs of the engine check")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     return p.parse_args(argv)

@@ -10,7 +10,8 @@ import logging
 import sys
 import time
 
-from synseg_core.deploy.export import PRECISIONS, ExportError, export_onnx, read_export_info
+from synseg_core.deploy.capabilities import EXPORT_PRECISIONS
+from synseg_core.deploy.export import ExportError, export_onnx, read_export_info
 from synseg_core.inference.segmenter import resolve_model_source
 
 
@@ -20,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoint folder, model-config JSON, or bundled config name (e.g. tiny-test)")
     p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's window)")
     p.add_argument("--out", required=True, help="output .onnx path")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
                    help="fp16: half weights/activations with LayerNorm/Softmax kept fp32 (TensorRT 11); int8: the CLIP "
                         "tower's weight matmuls dynamically quantized (ONNX Runtime on the CPU)")
     return p.parse_args(argv)

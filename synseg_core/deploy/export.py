@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..model.synseg import SynSeg
+from .capabilities import EXPORT_PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ INPUT_IMAGES = "images"
 INPUT_TEXT = "text_embeddings"
 OUTPUT = "probabilities"
 METADATA_KEY = "synseg"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class ExportError(RuntimeError):
@@ -88,8 +88,8 @@ def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, precision: 
             matmuls dynamically quantized for ONNX Runtime on the CPU (export_int8.py). Inputs and outputs stay fp32.
         check: run the ONNX checker on the result.
     """
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(f"precision {precision!r} is not one of {list(EXPORT_PRECISIONS)}")
     patch = model.backbone.patch_size
     if input_size <= 0 or input_size % patch:
         raise ExportError(f"input_size must be a positive multiple of the patch size {patch}, got {input_size}")

@@ -98,5 +98,5 @@ def test_explicit_tensorrt_without_tensorrt_fails_with_the_reason(tiny_onnx, tmp
 
 
 def test_unknown_choice_lists_the_choices(tiny_onnx, tmp_path, torch_factory):
-    with pytest.raises(BackendError, match=r"'trt' is not one of \['auto', 'tensorrt', 'onnxruntime', 'torch'\]"):
+    with pytest.raises(BackendError, match=r"'trt' is not one of \['auto', 'torch', 'onnxruntime', 'tensorrt'\]"):
         select_backend("trt", _factories(tiny_onnx, tmp_path, torch_factory))

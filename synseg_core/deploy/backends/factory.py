@@ -11,14 +11,15 @@ from typing import Any, Mapping
 
 import torch
 
-from ..export import PRECISIONS as EXPORT_PRECISIONS
+from ..capabilities import (BACKENDS, CONCRETE_BACKENDS, PRECISIONS, precision_problem, step_precision,
+                            unsupported_reason)
 from ...model.synseg import SynSeg
 from .base import BackendError, ImagePathBackend
 
 log = logging.getLogger(__name__)
+__all__ = ["BACKENDS", "DEFAULT_CACHE_DIR", "PRECISIONS", "create_backend", "default_input_size",
+           "export_for_backend"]
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
-PRECISIONS = (*EXPORT_PRECISIONS, "bf16")  # bf16: PyTorch autocast only
 DEFAULT_CACHE_DIR = "~/.cache/synseg"
 
 
@@ -62,21 +63,16 @@ class _Factories:
         """cuda_graphs: None = the factory's setting."""
         from .torch_backend import TorchBackend
 
-        # as the fallback of `auto`: fp16 needs a GPU and int8 is ONNX Runtime's, so those fall back to fp32
-        on_gpu = torch.device(device).type == "cuda"
-        keep = self.precision == "bf16" or (self.precision == "fp16" and on_gpu)
-        return TorchBackend(self.model, device=device, precision=self.precision if keep else "fp32",
+        # as a step of `auto`: what torch does not run on this device (fp16 on a CPU, int8) runs as fp32
+        precision = step_precision("torch", torch.device(device).type, self.precision)
+        return TorchBackend(self.model, device=device, precision=precision,
                             cuda_graphs=self.cuda_graphs if cuda_graphs is None else cuda_graphs)
-
-    def _onnxruntime_precision(self, device: str) -> str:
-        """fp16 graphs only pay off on a GPU (on the CPU ONNX Runtime runs the fp32 export); int8 is CPU-only."""
-        return "fp32" if self.precision == "fp16" and torch.device(device).type != "cuda" else self.precision
 
     def onnxruntime(self, device: str) -> ImagePathBackend:
         from ..export import weights_digest
         from .onnx_backend import OnnxRuntimeBackend
 
-        precision = self._onnxruntime_precision(device)
+        precision = step_precision("onnxruntime", torch.device(device).type, self.precision)
         digest = weights_digest(self.model) if self.onnx_path is None or precision != "fp32" else None
         return OnnxRuntimeBackend(self._onnx(precision), device=device, max_batch=self.max_batch,
                                   expected_digest=digest)
@@ -101,9 +97,8 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     """Backend `name` for `model` on `device` ("cpu", "cuda", "cuda:N").
 
     Args:
-        precision: "fp32", "fp16" (GPU backends; `auto` runs fp32 on the CPU), "int8" (ONNX Runtime on the CPU
-            only: dynamically quantized tower matmuls, export_int8.py; `auto` falls back to fp32 torch) or "bf16"
-            (PyTorch autocast, CPU or CUDA; `auto` picks torch; fast on CPUs with AVX512-BF16/AMX).
+        precision: one of `PRECISIONS`; which backend runs which on which device is the table in
+            `deploy/capabilities.py` (fp16 asked on a CPU runs fp32; `auto` skips backends that never run it).
         onnx_path: an exported fp32 image path; None = export automatically into cache_dir/onnx.
         cache_dir: where automatic exports and TensorRT engines are cached.
         input_size: fixed input size of the ONNX/TensorRT image path (default: the model's inference window).
@@ -113,14 +108,9 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
     """
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise BackendError(f"precision {precision!r} is not supported; use one of {list(PRECISIONS)}")
-    if precision == "int8" and (name in ("torch", "tensorrt") or torch.device(device).type != "cpu"):
-        raise BackendError(f"precision 'int8' is ONNX Runtime's CPU quantization (asked for backend {name!r} on "
-                           f"{device!r}): use backend 'onnxruntime' or 'auto' on device 'cpu'")
-    if precision == "bf16" and name in ("onnxruntime", "tensorrt"):
-        raise BackendError(f"precision 'bf16' is PyTorch autocast; backend {name!r} runs fp32, fp16 or int8: use "
-                           "backend 'torch' or 'auto'")
+    problem = precision_problem(name, torch.device(device).type, precision)
+    if problem is not None:
+        raise BackendError(f"{problem} (asked for backend {name!r} on {device!r})")
     if name == "torch":
         from .torch_backend import TorchBackend
 
@@ -131,10 +121,9 @@ def create_backend(name: str, model: SynSeg, *, device: str = "cpu", precision: 
         return makers.onnxruntime(device)
     from .selection import BackendFactories, select_backend
 
-    if precision == "bf16":  # PyTorch autocast: `auto` tries only torch, and says why it skips the others
-        why = "precision 'bf16' is PyTorch autocast; this backend runs fp32, fp16 or int8"
-        factories = BackendFactories(torch=makers.torch, not_offered={"tensorrt": why, "onnxruntime": why})
-    else:
-        factories = BackendFactories(torch=makers.torch, onnxruntime=makers.onnxruntime,
-                                     tensorrt=makers.tensorrt_backend)
+    # `auto` tries only the backends that run the precision, and says why it skips the others
+    makes = {"torch": makers.torch, "onnxruntime": makers.onnxruntime, "tensorrt": makers.tensorrt_backend}
+    not_offered = {b: why for b in CONCRETE_BACKENDS if (why := unsupported_reason(b, precision)) is not None}
+    factories = BackendFactories(**{b: make for b, make in makes.items() if b not in not_offered},
+                                 not_offered=not_offered)
     return select_backend(name, factories, device=device).backend

@@ -10,20 +10,16 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import Callable, Mapping
 
 import torch
 
+from ..capabilities import AUTO_ORDER, BACKENDS
 from .base import BackendError, ImagePathBackend
 
 log = logging.getLogger(__name__)
 
-BackendChoice = Literal["auto", "tensorrt", "onnxruntime", "torch"]
-BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
 ORT_CUDA_PROVIDER = "CUDAExecutionProvider"
-# (backend, device kind) in the order `auto` tries them; explicit choices keep this order within their backend.
-AUTO_ORDER = (("tensorrt", "cuda"), ("onnxruntime", "cuda"), ("torch", "cuda"), ("onnxruntime", "cpu"),
-              ("torch", "cpu"))
 
 BackendFactory = Callable[[str], ImagePathBackend]  # device string ("cuda:0", "cpu") -> backend
 
@@ -77,7 +73,8 @@ class Selection:
 
 def select_backend(choice: str, factories: BackendFactories, *, device: str | torch.device = "cuda",
                    environment: RuntimeEnvironment | None = None) -> Selection:
-    """Create the backend for `choice`, trying the steps of `AUTO_ORDER` that belong to it.
+    """Create the backend for `choice`, trying the steps of `AUTO_ORDER` that belong to it (explicit choices keep
+    that order within their backend).
 
     Args:
         choice: "auto", "tensorrt", "onnxruntime" or "torch".
@@ -88,8 +85,8 @@ def select_backend(choice: str, factories: BackendFactories, *, device: str | to
     Raises:
         BackendError: no step worked; the message lists each step's reason.
     """
-    if choice not in BACKEND_CHOICES:
-        raise BackendError(f"backend {choice!r} is not one of {list(BACKEND_CHOICES)}")
+    if choice not in BACKENDS:
+        raise BackendError(f"backend {choice!r} is not one of {list(BACKENDS)}")
     environment = environment or RuntimeEnvironment.probe()
     device = torch.device(device)
     skipped: list[tuple[str, str]] = []

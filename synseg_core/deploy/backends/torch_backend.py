@@ -8,10 +8,11 @@ from typing import Callable
 import torch
 
 from ...model.synseg import SynSeg
+from ..capabilities import backend_precisions, supported_precisions
 from .base import BackendError
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = backend_precisions("torch")
 GRAPH_CHECK_ATOL = 1e-3  # a replay must match the eager forward it was captured from (same kernels: ~0 expected)
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -73,7 +74,8 @@ class TorchBackend:
             raise BackendError(f"precision {precision!r} is not supported by the torch backend; use one of "
                                f"{list(PRECISIONS)}")
         if precision == "fp16" and self.device.type != "cuda":
-            raise BackendError("fp16 needs a CUDA device; use precision 'fp32' or 'bf16' on CPU")
+            raise BackendError(f"fp16 needs a CUDA device; use precision "
+                               f"{' or '.join(map(repr, supported_precisions('torch', 'cpu')))} on CPU")
         if precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("bf16 on a CPU without AVX512-BF16 or AMX is emulated and slower than fp32")
         if max_graphs < 1:

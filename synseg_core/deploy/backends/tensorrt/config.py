@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from ....config import ConfigError, from_dict
+from ...capabilities import backend_precisions
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = backend_precisions("tensorrt")
 MAX_OPTIMIZATION_LEVEL = 5  # TensorRT's builder_optimization_level range is 0..5
 
 
