@@ -129,6 +129,8 @@ def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_pa
          "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout + build.stderr
+    assert "2 packages finished" in build.stdout  # synseg_msgs and synseg_ros, found in one crawl of the checkout
+    msgs = tmp_path / "install" / "synseg_msgs"
     prefix = tmp_path / "install" / "synseg_ros"
     share = prefix / "share" / "synseg_ros"
     for relative in ("package.xml", "launch/segment.launch.py", "config/synseg.yaml"):
@@ -138,8 +140,16 @@ def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_pa
     assert executable.is_file() and os.access(executable, os.X_OK)
 
     # What sourcing install/setup.bash would set, then `ros2 run synseg_ros synseg_node --ros-args --params-file`.
-    site_packages = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    env = dict(os.environ, PYTHONPATH=str(site_packages), AMENT_PREFIX_PATH=str(prefix), PYTHONUNBUFFERED="1")
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = prefix / "lib" / python / "site-packages"
+    msgs_site_packages = msgs / "lib" / python / "site-packages"
+    env = dict(os.environ, PYTHONPATH=f"{site_packages}:{msgs_site_packages}",
+               LD_LIBRARY_PATH=f"{msgs / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+               AMENT_PREFIX_PATH=f"{prefix}:{msgs}", PYTHONUNBUFFERED="1")
+    probe = subprocess.run([sys.executable, "-c", "import synseg_msgs.msg as m; print(m.__file__); "
+                            "print(m.Segmentation(categories=['a']).categories)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=WAIT_S)
+    assert probe.returncode == 0 and str(msgs_site_packages) in probe.stdout, probe.stdout + probe.stderr
     # Only the cache folder is redirected, so the automatic ONNX export stays inside tmp_path.
     command = [str(executable), "--ros-args", "--params-file", str(share / "config" / "synseg.yaml"),
                "-p", f"cache_dir:={tmp_path / 'cache'}"]
