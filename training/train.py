@@ -6,8 +6,15 @@ Examples:
     torchrun --standalone --nproc_per_node 4 training/train.py --config training/configs/cc12m_vitb16.yaml
     python training/train.py --config training/configs/cc12m_vitb16.yaml --stop-at 5000   # then --resume
 
+    python training/train.py --config training/configs/tiny.yaml eval.every=20 eval.dataset=custom \
+        eval.data_root=data/val eval.classes=data/val/classes.txt eval.background_first=true   # validate
+
 Multi-node runs (torchrun rendezvous) are described in synseg_core/training/distributed.py.
-Exit status: 0 done, 1 training stopped (non-finite losses), 2 bad config, data, checkpoint or output folder.
+The run folder holds metrics.jsonl and TensorBoard event files (tensorboard --logdir OUTPUT_DIR), run.json (command,
+git commit, package versions, device), skipped.jsonl (every skipped sample, named), checkpoints/step_<N>/ and,
+with validation, checkpoints/best/.
+Exit status: 0 done, 1 training stopped (non-finite losses or weights), 2 bad config, data (none usable, or more
+skipped than runtime.max_skip_ratio), validation set, checkpoint, or an output folder that cannot be written.
 """
 from __future__ import annotations
 
@@ -16,10 +23,12 @@ import logging
 import sys
 from typing import Sequence
 
-from synseg_core.model.checkpoint import CheckpointError
 from synseg_core.config import ConfigError
+from synseg_core.model.checkpoint import CheckpointError
+from synseg_core.outputs import OutputError, describe_os_error
 from synseg_core.training import TrainingError, load_train_config, run_training
 from synseg_core.training.distributed import env_dist_info
+from synseg_core.training.records import DataError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,14 +45,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    command = [sys.argv[0] if argv is None else __file__, *(sys.argv[1:] if argv is None else argv)]
     is_main = env_dist_info().is_main
     logging.basicConfig(level=logging.INFO if is_main else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_train_config(args.config, args.overrides)
-        summary = run_training(cfg, resume=args.resume, stop_at=args.stop_at)
-    except (ConfigError, CheckpointError) as exc:
+        summary = run_training(cfg, resume=args.resume, stop_at=args.stop_at, argv=command)
+    except (ConfigError, CheckpointError, OutputError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # any other I/O failure (e.g. a log write on a full disk): said plainly, no traceback
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except TrainingError as exc:
         print(f"training stopped: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ reproduces the same samples.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,10 @@ class _MapCaptionDataset(Dataset):
     def _record(self, index: int) -> CaptionRecord | SkippedSample:
         raise NotImplementedError
 
+    def source_of(self, index: int) -> str:
+        """Where record `index` is, for skip reports."""
+        raise NotImplementedError
+
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for plain int indices (an ``(epoch, index)`` index carries its own)."""
         self.epoch = epoch
@@ -39,7 +44,10 @@ class _MapCaptionDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {self.name} with {len(self)} samples")
         record = self._record(index)
-        return record if isinstance(record, SkippedSample) else self.builder(record, epoch)
+        item = record if isinstance(record, SkippedSample) else self.builder(record, epoch)
+        if isinstance(item, SkippedSample):
+            item = dataclasses.replace(item, source=self.source_of(index))
+        return item
 
     def probe_images(self, count: int) -> None:
         """Fail early when none of the first `count` records' images exist (a wrong image root, most likely).
@@ -57,8 +65,8 @@ class _MapCaptionDataset(Dataset):
 class JsonlCaptionDataset(_MapCaptionDataset):
     """A JSONL manifest, one ``{"image": path, "caption": str, "categories": [optional]}`` object a line.
 
-    Only line offsets are kept in memory (8 bytes a sample), so manifests of millions of lines are fine; lines
-    are parsed when read, and a bad line becomes a ``bad_record`` skip.
+    Only line offsets and numbers are kept in memory (12 bytes a sample), so manifests of millions of lines are
+    fine; lines are parsed when read, and a bad line becomes a ``bad_record`` skip naming its line number.
 
     Args:
         path: the manifest; relative image paths resolve against its folder.
@@ -73,17 +81,19 @@ class JsonlCaptionDataset(_MapCaptionDataset):
     def __init__(self, path: str | Path, builder: SampleBuilder, probe_files: int = 16) -> None:
         self.path = check_file(path, "caption manifest").resolve()
         super().__init__(builder, f"manifest {self.path}")
-        starts, lengths, offset = [], [], 0
+        starts, lengths, numbers, offset = [], [], [], 0
         with self.path.open("rb") as f:
-            for line in f:
+            for number, line in enumerate(f, start=1):
                 if line.strip():
                     starts.append(offset)
                     lengths.append(len(line))
+                    numbers.append(number)
                 offset += len(line)
         if not starts:
             raise ValueError(f"caption manifest {self.path} contains no samples (an empty dataset)")
         self._starts = np.asarray(starts, dtype=np.int64)
         self._lengths = np.asarray(lengths, dtype=np.int64)
+        self._line_numbers = np.asarray(numbers, dtype=np.int32)
         if probe_files:
             self.probe_images(probe_files)
 
@@ -96,6 +106,9 @@ class JsonlCaptionDataset(_MapCaptionDataset):
             f.seek(int(self._starts[index]))
             line = f.read(int(self._lengths[index]))
         return parse_manifest_line(line, str(index), self.path.parent)
+
+    def source_of(self, index: int) -> str:
+        return f"{self.path}:{int(self._line_numbers[index])}"
 
 
 class CocoCaptionDataset(_MapCaptionDataset):
@@ -120,6 +133,7 @@ class CocoCaptionDataset(_MapCaptionDataset):
         if not self.image_root.is_dir():
             raise FileNotFoundError(f"COCO image root not found: {self.image_root}")
         super().__init__(builder, f"COCO captions {path}")
+        self.path = Path(path)
         self._annotations = data["annotations"]
         self._files = coco_image_files(data)
         if probe_files:
@@ -130,3 +144,6 @@ class CocoCaptionDataset(_MapCaptionDataset):
 
     def _record(self, index: int) -> CaptionRecord | SkippedSample:
         return coco_record(self._annotations[index], index, self._files, self.image_root)
+
+    def source_of(self, index: int) -> str:
+        return f"{self.path} annotations[{index}]"

@@ -22,6 +22,7 @@ class CaptionBatch:
         captions: the B raw captions.
         keys: the B sample keys.
         skipped: reason -> count of the items dropped from this batch (add into a SkipCounter).
+        skipped_samples: the dropped items' markers (for the skip report).
     """
 
     images: torch.Tensor
@@ -30,6 +31,7 @@ class CaptionBatch:
     captions: list[str]
     keys: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+    skipped_samples: list[SkippedSample] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -62,8 +64,8 @@ class CaptionCollator:
 
     def __call__(self, items: Sequence[CaptionSample | SkippedSample]) -> CaptionBatch:
         samples = [s for s in items if isinstance(s, CaptionSample)]
-        skipped = Counter(s.reason for s in items if isinstance(s, SkippedSample))
-        if len(samples) + sum(skipped.values()) != len(items):
+        markers = [s for s in items if isinstance(s, SkippedSample)]
+        if len(samples) + len(markers) != len(items):
             bad = next(s for s in items if not isinstance(s, (CaptionSample, SkippedSample)))
             raise TypeError(f"CaptionCollator takes CaptionSample/SkippedSample items, got {type(bad).__name__}")
         if samples:
@@ -77,5 +79,6 @@ class CaptionCollator:
             owner=torch.tensor(owner, dtype=torch.int64),
             captions=[s.caption for s in samples],
             keys=[s.key for s in samples],
-            skipped=dict(skipped),
+            skipped=dict(Counter(s.reason for s in markers)),
+            skipped_samples=markers,
         )

@@ -13,6 +13,7 @@ produced batch B. This needs the same number of DataLoader workers and the same 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -241,10 +242,13 @@ class WebCaptionDataset(IterableDataset):
 
     def _to_item(self, raw: dict[str, Any]) -> CaptionSample | SkippedSample:
         if _ERROR in raw:
-            return SkippedSample("corrupt_shard", raw["__url__"], str(raw[_ERROR]))
+            return SkippedSample("corrupt_shard", raw["__url__"], str(raw[_ERROR]), source=raw["__url__"])
         sidecar = read_sidecar(sidecar_path(self.categories_dir, raw["__url__"])) if self.categories_dir else None
         record = shard_record(raw, sidecar)
-        return record if isinstance(record, SkippedSample) else self.builder(record, raw[_EPOCH])
+        item = record if isinstance(record, SkippedSample) else self.builder(record, raw[_EPOCH])
+        if isinstance(item, SkippedSample):
+            item = dataclasses.replace(item, source=f"{raw['__url__']} {raw['__key__']}")
+        return item
 
     def __iter__(self) -> Iterator[CaptionSample | SkippedSample]:
         rank, _, worker, num_workers = pytorch_worker_info()

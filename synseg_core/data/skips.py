@@ -1,9 +1,10 @@
 """Skipped samples and their counts: bad data is skipped and counted, never a crash.
 
-Datasets return a `SkippedSample` marker in place of a sample they cannot use (so the count travels through
-DataLoader worker processes with the batch); the collate function drops markers and reports their reasons in
-``CaptionBatch.skipped``; the trainer adds those into a `SkipCounter`, logs it, and sums it across ranks with
-`to_tensor()` / `from_tensor()`.
+Datasets return a `SkippedSample` marker in place of a sample they cannot use (so the record travels through
+DataLoader worker processes with the batch), naming where it came from (manifest file and line, COCO annotation,
+shard and key); the collate function drops markers and reports them in ``CaptionBatch.skipped`` (counts by reason)
+and ``CaptionBatch.skipped_samples`` (the markers); the trainer adds the counts into a `SkipCounter`, sums it across
+ranks with `to_tensor()` / `from_tensor()`, and writes every marker to the run's skip report.
 """
 from __future__ import annotations
 
@@ -24,11 +25,19 @@ class SkippedSample:
         reason: why (one of SKIP_REASONS).
         key: the sample's key (index, annotation id, shard key or shard URL).
         detail: the path or error message, for logs.
+        source: where the record is (``manifest.jsonl:17``, ``captions.json annotations[3]``, ``shard.tar key``);
+            set by the dataset.
     """
 
     reason: SkipReason
     key: str
     detail: str = ""
+    source: str = ""
+
+    def describe(self) -> str:
+        """One line for logs: 'manifest.jsonl:17: corrupt_image (images/0003.png: cannot identify image file)'."""
+        where = self.source or f"key {self.key}"
+        return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
 class SkipCounter:

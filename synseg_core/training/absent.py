@@ -2,9 +2,12 @@
 but this image's caption does not (paper_spec.md 11, finding 3: present vs absent is never trained by MCCL)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
+
+from ..data import CaptionBatch
 
 
 def absent_pairs(categories: Sequence[str], owner: torch.Tensor, n_images: int, per_image: int,
@@ -36,3 +39,21 @@ def absent_pairs(categories: Sequence[str], owner: torch.Tensor, n_images: int, 
         names.extend(candidates[i] for i in order)
         absent_owner.extend([b] * len(order))
     return names, torch.tensor(absent_owner, dtype=torch.int64, device=owner.device)
+
+
+def absent_inputs(batch: CaptionBatch, per_image: int, seed: Sequence[int],
+                  text: Callable[[list[str]], torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Text embeddings [A, D] and owners [A] of a batch's absent pairs (None, None when there are none).
+
+    Args:
+        batch: the batch (on its device).
+        per_image: the most absent categories per image.
+        seed: (training seed, rank, step), so a resumed run draws the same pairs.
+        text: category names -> embeddings.
+    """
+    state = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+    names, owner = absent_pairs(batch.categories, batch.owner, len(batch), per_image,
+                                torch.Generator().manual_seed(state))
+    if not names:
+        return None, None
+    return text(names), owner

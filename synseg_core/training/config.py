@@ -128,19 +128,44 @@ class LoggingConfig:
         every: write averaged loss terms to `<output_dir>/metrics.jsonl` every N steps.
         progress_bar: show a tqdm bar (rank 0 only).
         plot: draw `<output_dir>/loss_curves.png` from the metrics at the end of training.
+        tensorboard: also write the metrics (and validation predictions) as TensorBoard event files there.
     """
 
     every: int = 10
     progress_bar: bool = True
     plot: bool = True
+    tensorboard: bool = True
 
 
 @dataclass
 class EvalConfig:
-    """Attributes:
-        every: call the evaluation hook every N steps and at the end (0 = never)."""
+    """Validation while training (`synseg_core.training.validation`), with the evaluation harness.
+
+    Attributes:
+        every: validate every N steps and at the end (0 = never).
+        dataset: an evaluation dataset name (`synseg_core.evaluation.list_datasets()`, `custom` included).
+        data_root: its root folder.
+        classes: class-list file of a `custom` dataset.
+        background_first: `custom`: the first class is background.
+        protocol: evaluation protocol (`tcl`, or `model` = the checkpoint's inference settings).
+        overrides: inference settings over the protocol's (short_side, window, stride, templates, thresholds).
+        limit: validate on the first N images only (null = all).
+        thresholds: background thresholds to sweep (the best one is reported); empty = the protocol's threshold.
+        num_images: prediction images per validation in TensorBoard.
+        best_metric: the metric whose highest value is kept in `checkpoints/best/`.
+    """
 
     every: int = 0
+    dataset: str | None = None
+    data_root: str | None = None
+    classes: str | None = None
+    background_first: bool = False
+    protocol: str = "tcl"
+    overrides: dict = field(default_factory=dict)
+    limit: int | None = None
+    thresholds: list[float] = field(default_factory=list)
+    num_images: int = 4
+    best_metric: str = "val_miou"
 
 
 @dataclass
@@ -155,6 +180,8 @@ class RuntimeConfig:
         distributed_backend: "auto" = nccl on CUDA, gloo on CPU.
         distributed_timeout_s: collective timeout (long enough for the rank-0 evaluation hook).
         max_consecutive_nonfinite: stop with an error after this many non-finite steps in a row.
+        max_skip_ratio: stop with an error when more than this fraction of the samples read so far were skipped
+            (checked at every log and before every checkpoint; a run with no usable sample always stops).
         cast_frozen_clip: with bf16/fp16, store the frozen CLIP image tower in that dtype: half its memory, no
             weight casts per step, and no slow CPU path (autocast over open_clip attention whose weights do not
             require grad copies the in-projection weight per token: ~8x slower than fp32 on a Xeon with AMX).
@@ -168,6 +195,7 @@ class RuntimeConfig:
     distributed_backend: Literal["auto", "gloo", "nccl"] = "auto"
     distributed_timeout_s: int = 1800
     max_consecutive_nonfinite: int = 10
+    max_skip_ratio: float = 0.5
     cast_frozen_clip: bool = True
 
 
@@ -299,6 +327,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
              f"text.cache_size ({cfg.text.cache_size}) must be >= text.chunk ({cfg.text.chunk})")
     _require(cfg.loader.num_workers >= 0, f"loader.num_workers must be >= 0, got {cfg.loader.num_workers}")
     _require(cfg.eval.every >= 0, f"eval.every must be >= 0 (0 = off), got {cfg.eval.every}")
+    _require(0 <= cfg.runtime.max_skip_ratio <= 1,
+             f"runtime.max_skip_ratio must be in [0, 1], got {cfg.runtime.max_skip_ratio}")
     _require(cfg.absent.per_image >= 1, f"absent.per_image must be >= 1, got {cfg.absent.per_image}")
     _require(cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 1,
              f"runtime.num_threads must be >= 1 or null, got {cfg.runtime.num_threads}")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
 from ..config import ConfigError
+from ..outputs import OutputError
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,16 @@ def all_ranks_true(flag: bool, device: torch.device) -> bool:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def on_main_rank(write: Callable[[], None], info: DistInfo, device: torch.device) -> None:
+    """Run a file-writing action on rank 0; when it fails with an OutputError every rank raises one, so no rank
+    waits forever in the next collective."""
+    failure: OutputError | None = None
+    if info.is_main:
+        try:
+            write()
+        except OutputError as exc:
+            failure = exc
+    if not all_ranks_true(failure is None, device):
+        raise failure or OutputError("rank 0 could not write its output (see its log); stopping")

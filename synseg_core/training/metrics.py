@@ -1,18 +1,23 @@
 """Training metrics: one JSON object per line in `<output_dir>/metrics.jsonl`, written by rank 0.
 
 Record types (the `type` field): "train" (loss terms averaged over the last `logging.every` steps, learning
-rates, gradient norm, throughput), "eval" (what the evaluation hook returned), "nonfinite" (a skipped step),
-"summary" (end of training: steps, non-finite steps, skipped samples, wall time).
+rates, gradient norm, throughput, memory), "eval" (what the evaluation hook returned), "best" (a new best
+validation score), "nonfinite" (a skipped step), "empty_batch", "summary" (end of training: steps, non-finite
+steps, skipped samples, wall time). This file is the source of truth; TensorBoard gets a copy of the scalars.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
+
+import psutil
+import torch
+
+from ..outputs import OutputError, atomic_write_text, os_reason
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -34,8 +39,7 @@ class MetricsLogger:
     def log(self, record_type: str, step: int, **values: Any) -> dict:
         record = {"type": record_type, "step": step, "time": round(time.time(), 3),
                   **{k: _clean(v) for k, v in values.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))
         return record
 
     def truncate_after(self, step: int) -> None:
@@ -43,9 +47,30 @@ class MetricsLogger:
         if not self.path.is_file():
             return
         kept = [json.dumps(r) for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line (flushed when the file closes).
+
+    Raises:
+        OutputError: the file cannot be written (full disk, read-only file system, ...).
+    """
+    try:
+        with path.open("a") as f:
+            f.write(line + "\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from exc
+
+
+def memory_usage(device: torch.device) -> dict[str, float]:
+    """Memory of this process in MiB: on CUDA the peak allocated by torch since the last call, on the CPU the
+    resident set size."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+        return {"cuda_peak_allocated_mb": peak}
+    return {"rss_mb": psutil.Process().memory_info().rss / 2**20}
 
 
 def read_metrics(path: str | Path) -> Iterator[dict]:
@@ -79,3 +104,9 @@ class WindowAverage:
         self._sums.clear()
         self._count = 0
         return means
+
+
+def progress_postfix(record: dict) -> dict[str, str]:
+    """The progress bar's summary of a "train" record: the main loss terms and images per second."""
+    shown = {k: record[k] for k in ("total", "align", "cont", "back", "sep") if k in record}
+    return {**{k: f"{v:.3f}" for k, v in shown.items()}, "img/s": f"{record['images_per_s']:.1f}"}

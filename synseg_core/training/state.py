@@ -4,21 +4,29 @@ scaler, RNG states, data position, counters).
 
 `trainer_state.pt` holds only tensors and plain containers, written with `torch.save` and read back with
 `torch.load(weights_only=True)`, so nothing is ever unpickled. A checkpoint folder is written under a temporary
-name and renamed into place, so a crash mid-write never leaves a half checkpoint that `--resume` would pick.
+name and renamed into place, so a crash mid-write never leaves a half checkpoint that `--resume` would pick; a
+failed write (a full disk) leaves the earlier checkpoints as they were. `--resume` takes the newest checkpoint that
+loads completely and moves newer ones that do not aside (`unusable_step_<N>`), saying which and why.
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
-from ..model.checkpoint import CheckpointError, save_checkpoint
+from ..model.checkpoint import CheckpointError, backbone_is_reproducible, load_checkpoint, save_checkpoint
 from ..model.synseg import SynSeg
+from ..outputs import OutputError, os_reason
+
+log = logging.getLogger(__name__)
 
 STATE_NAME = "trainer_state.pt"
 CHECKPOINT_DIR = "checkpoints"
@@ -26,6 +34,7 @@ STATE_FORMAT_VERSION = 1
 CHECKPOINT_DIR_MODE = 0o755
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _TMP_PREFIX = ".tmp-step_"
+_UNUSABLE_PREFIX = "unusable_"
 
 
 def step_dir_name(step: int) -> str:
@@ -73,29 +82,52 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def save_training_checkpoint(output_dir: str | Path, step: int, model: SynSeg, trainer_state: dict,
-                             keep_last: int) -> Path:
+                             keep_last: int, extra: dict | None = None) -> Path:
     """Write checkpoint `step` atomically, then delete all but the newest `keep_last` checkpoints.
+
+    Args:
+        extra: more metadata for the checkpoint's config.json (e.g. the code's provenance).
 
     Returns:
         the checkpoint folder.
+
+    Raises:
+        OutputError: the checkpoint cannot be written (nothing of it is left; earlier checkpoints are intact).
     """
     root = Path(output_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
     if final.exists():
         raise CheckpointError(f"checkpoint {final} already exists; refusing to overwrite it")
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{_TMP_PREFIX}{step}-"))
-    tmp.chmod(CHECKPOINT_DIR_MODE)  # mkdtemp makes it private; a checkpoint is meant to be shared
+    tmp: Path | None = None
     try:
-        save_checkpoint(model, tmp, extra={"step": step})
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{_TMP_PREFIX}{step}-"))
+        tmp.chmod(CHECKPOINT_DIR_MODE)  # mkdtemp makes it private; a checkpoint is meant to be shared
+        save_checkpoint(model, tmp, extra={**(extra or {}), "step": step})
         torch.save({"format_version": STATE_FORMAT_VERSION, **trainer_state}, tmp / STATE_NAME)
         tmp.rename(final)
+    except (OSError, SafetensorError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        kept = [p.name for _, p in list_checkpoints(output_dir)]
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
+        raise OutputError(f"cannot write checkpoint {final}: {reason}. Nothing of step {step} was kept; the "
+                          f"earlier checkpoints are intact ({', '.join(kept) or 'none'}); make room, then "
+                          "--resume") from exc
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     for _, old in list_checkpoints(output_dir)[:-keep_last]:
         shutil.rmtree(old)
     return final
+
+
+def estimate_checkpoint_bytes(model: SynSeg) -> int:
+    """Bytes of one training checkpoint of `model`: the weights it stores plus AdamW's two moments per trainable
+    weight (config and the rest of the trainer state are small next to them)."""
+    with_backbone = not backbone_is_reproducible(model.cfg)
+    weights = sum(t.numel() * t.element_size() for k, t in model.state_dict().items()
+                  if with_backbone or not k.startswith("backbone."))
+    trainable = sum(p.numel() * 4 for p in model.trainable_parameters().values())  # fp32 moments
+    return weights + 2 * trainable
 
 
 def remove_stale_temporaries(output_dir: str | Path) -> None:
@@ -122,3 +154,58 @@ def load_trainer_state(folder: str | Path) -> dict:
     if not isinstance(state, dict) or state.get("format_version") != STATE_FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a synseg trainer state of format {STATE_FORMAT_VERSION}")
     return state
+
+
+def load_resumable(output_dir: str | Path, model: SynSeg) -> tuple[Path, dict]:
+    """Load the newest checkpoint whose trainer state and weights both load (weights into `model`).
+
+    Newer checkpoints that fail are renamed `unusable_step_<N>` (kept for inspection, out of the run's way) and
+    named in a warning with the reason.
+
+    Returns:
+        (the checkpoint folder, its trainer state).
+
+    Raises:
+        CheckpointError: no checkpoint loads (each one's reason is listed).
+    """
+    problems: list[tuple[Path, str]] = []
+    for _, folder in reversed(list_checkpoints(output_dir)):
+        try:
+            state = load_trainer_state(folder)
+            load_checkpoint(folder, model)
+        except CheckpointError as exc:
+            problems.append((folder, str(exc)))
+            continue
+        for bad, reason in problems:
+            aside = _move_aside(bad)
+            log.warning("resume: skipped checkpoint %s (%s); moved it to %s and fell back to %s", bad.name, reason,
+                        aside, folder.name)
+        return folder, state
+    listed = "; ".join(f"{p.name}: {reason}" for p, reason in problems) or "there is none"
+    raise CheckpointError(f"no checkpoint in {Path(output_dir) / CHECKPOINT_DIR} can be resumed from: {listed}")
+
+
+def _move_aside(folder: Path) -> Path:
+    """Rename a checkpoint that cannot be resumed from out of `list_checkpoints`' sight."""
+    target = folder.with_name(f"{_UNUSABLE_PREFIX}{folder.name}")
+    suffix = 1
+    while target.exists():
+        target = folder.with_name(f"{_UNUSABLE_PREFIX}{folder.name}.{suffix}")
+        suffix += 1
+    try:
+        folder.rename(target)
+    except OSError as exc:
+        raise OutputError(f"resume: cannot move the unusable checkpoint {folder} aside: {os_reason(exc)}") from exc
+    return target
+
+
+def changed_config_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts (a checkpoint's and a resumed run's)."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changed += changed_config_keys(a, b, f"{prefix}{key}.")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            changed.append(f"{prefix}{key}")
+    return changed

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from synseg_core.training import trainer as trainer_module
+from synseg_core.training import step as step_module
 from synseg_core.training import load_train_config
 from synseg_core.training.distributed import env_dist_info
 from synseg_core.training.run import training_session
@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     config, weights_dir, nan_step, *overrides = argv
     logging.basicConfig(level=logging.INFO)
     if int(nan_step) > 0 and env_dist_info().rank == 1:
-        trainer_module.synseg_loss = nonfinite_loss({int(nan_step)})
+        step_module.synseg_loss = nonfinite_loss({int(nan_step)})
     cfg = load_train_config(config, overrides)
     with training_session(cfg) as trainer:
         trainer.fit()

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from synseg_core import Segmenter
-from synseg_core.training import trainer as trainer_module
+from synseg_core.training import step as step_module
 from synseg_core.training import load_train_config, run_training
 from synseg_core.training.state import STATE_NAME, list_checkpoints, load_trainer_state
 from trainer_fixtures import TINY_CONFIG, load_script, nonfinite_loss, read_records, tiny_overrides, \
@@ -50,7 +50,7 @@ def test_loss_goes_down_and_the_checkpoint_is_a_usable_model(manifest, tmp_path,
 
 
 def test_a_nonfinite_step_is_skipped_logged_and_its_checkpoint_deferred(manifest, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "synseg_loss", nonfinite_loss({4}))
+    monkeypatch.setattr(step_module, "synseg_loss", nonfinite_loss({4}))
     out = tmp_path / "run"
     assert main(train_args(manifest, out, 6, **{"checkpoint.every": 2, "checkpoint.keep_last": 5,
                                                 "logging.every": 1})) == 0
@@ -69,7 +69,7 @@ def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_good_checkpoint(m
                                                                               capsys):
     out = tmp_path / "run"
     args = train_args(manifest, out, 6, **{"checkpoint.every": 2, "runtime.max_consecutive_nonfinite": 2})
-    monkeypatch.setattr(trainer_module, "synseg_loss", nonfinite_loss({3, 4, 5, 6}))
+    monkeypatch.setattr(step_module, "synseg_loss", nonfinite_loss({3, 4, 5, 6}))
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "2 non-finite steps in a row (the last at step 4)" in err and "step_00000002" in err
@@ -155,9 +155,9 @@ def _trainable(cfg) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in initial_model(cfg.model).trainable_parameters().items()}
 
 
-def test_eval_every_without_a_hook_is_an_error(manifest, tmp_path, capsys):
+def test_eval_every_without_a_validation_set_is_an_error(manifest, tmp_path, capsys):
     assert main(train_args(manifest, tmp_path / "run", 2, **{"eval.every": 1})) == 2
-    assert "no evaluation hook" in capsys.readouterr().err
+    assert "eval.every=1 needs a validation set: eval.dataset" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
