@@ -5,17 +5,28 @@ Examples:
     python training/evaluate.py --dataset context59 --data-root data/VOCdevkit/VOC2010 --checkpoint runs/synseg --pamr
     python training/evaluate.py --dataset custom --data-root robot_data --classes robot_data/classes.txt \
         --background-first --checkpoint runs/synseg --method maskclip
+
+Outputs (in --out): <checkpoint>_<dataset>_<method>_<protocol>[_pamr].json / .md / _samples.png, where
+<checkpoint> names a training run's checkpoint as <run>-<folder> (e.g. tiny-step_00000020, tiny-best). An existing
+result is never replaced without --overwrite. The JSON carries every setting, the command line, git commit,
+package versions and device, and the checkpoint's provenance.
+Exit status: 0 done, 2 bad input (names, paths, a checkpoint, a runtime that is not there, an output folder that
+cannot be written or a result that exists); every check on the output runs before the evaluation.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from synseg_core.deploy.backends.base import BackendError
+from synseg_core.deploy.capabilities import PRECISIONS, describe_precisions
 from synseg_core.evaluation.datasets import list_datasets
-from synseg_core.evaluation.evaluator import METHODS, OVERRIDABLE, PROTOCOLS, EvalSettings, run_evaluation
-from synseg_core.evaluation.reporting import write_report
+from synseg_core.evaluation.evaluator import (METHODS, OVERRIDABLE, PROTOCOLS, EvalSettings, resolve_device,
+                                              run_evaluation)
+from synseg_core.evaluation.reporting import output_paths, write_report
+from synseg_core.outputs import OutputError, check_writable_dir, describe_os_error
 
 WHOLE_IMAGE = "none"
 
@@ -44,6 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--num-visualize", type=int, default=8, help="images in the qualitative grid (0 = no grid)")
     p.add_argument("--out", default="eval_results", help="output folder for the JSON, table and PNG grid")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result of the same name")
     # Overrides are absent from the namespace unless given, so "--window none" (whole image) is a real override.
     g = p.add_argument_group("inference overrides (default: the protocol's)", argument_default=argparse.SUPPRESS)
     g.add_argument("--short-side", type=int)
@@ -53,9 +65,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--background-threshold", type=float)
     g.add_argument("--mask-threshold", type=float)
     r = p.add_argument_group("runtime")
-    r.add_argument("--device", default="cpu")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present, else cpu), cpu, cuda or cuda:N")
     r.add_argument("--backend", default="torch", help="image-path backend for --method synseg")
-    r.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    r.add_argument("--precision", default="fp32", choices=PRECISIONS, help=describe_precisions())
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p.parse_args(argv)
 
@@ -67,18 +79,37 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         dataset=args.dataset, data_root=args.data_root, checkpoint=args.checkpoint, protocol=args.protocol,
         method=args.method, pamr=args.pamr, limit=args.limit, num_visualize=args.num_visualize,
         classes_file=args.classes, background_first=args.background_first, overrides=overrides,
-        device=args.device, backend=args.backend, precision=args.precision,
+        device=resolve_device(args.device), backend=args.backend, precision=args.precision,
     )
+
+
+def check_outputs(settings: EvalSettings, out: str, overwrite: bool) -> None:
+    """Before evaluating: the output folder can be written, and no result of this name exists (or --overwrite).
+
+    Raises:
+        OutputError: naming the folder or the existing files.
+    """
+    check_writable_dir(out, what="--out")
+    existing = [str(p) for p in output_paths(settings, out).values() if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another "
+                          "--out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    command = [sys.argv[0] if argv is None else str(Path(__file__)), *(sys.argv[1:] if argv is None else argv)]
     try:
-        report = run_evaluation(settings_from_args(args), progress=not args.no_progress)
-    except (ValueError, BackendError) as exc:  # bad input or an unavailable runtime: say why, no traceback
+        settings = settings_from_args(args)
+        check_outputs(settings, args.out, args.overwrite)
+        report = run_evaluation(settings, progress=not args.no_progress, argv=command)
+        paths = write_report(report, args.out)
+    except (ValueError, BackendError, OutputError) as exc:  # bad input, a missing runtime, an unwritable output
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
-    paths = write_report(report, args.out)
+    except OSError as exc:
+        print(f"evaluate: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     print(f"{args.dataset} {args.method}{' + PAMR' if args.pamr else ''}: mIoU {100 * report.metrics.miou:.2f}% "
           f"over {report.num_images} images")
     for kind, path in paths.items():

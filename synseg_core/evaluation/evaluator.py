@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +20,10 @@ from synseg_core.evaluation.datasets import SegmentationDataset, build_dataset
 from synseg_core.evaluation.maskclip import MaskClipBackend
 from synseg_core.evaluation.metrics import ConfusionMatrix, SegmentationMetrics
 from synseg_core.evaluation.pamr import PAMRConfig, pamr_refine
+from synseg_core.evaluation.provenance import checkpoint_provenance
 from synseg_core.inference.postprocess import labels_from_probabilities
 from synseg_core.inference.segmenter import Segmenter, resolve_model_source
+from synseg_core.run_metadata import run_metadata
 
 Method = Literal["synseg", "maskclip"]
 METHODS: tuple[str, ...] = ("synseg", "maskclip")
@@ -54,9 +56,9 @@ class EvalSettings:
         classes_file: class-list file of a ``custom`` dataset.
         background_first: for ``custom``: the first class is background.
         overrides: inference settings over the protocol's (keys from ``OVERRIDABLE``; window None = whole image).
-        device: torch device.
+        device: torch device (``auto``: CUDA when present, else the CPU; see `resolve_device`).
         backend: image-path backend for ``synseg`` (``torch``, ``onnxruntime``, ...).
-        precision: ``fp32`` or ``fp16``.
+        precision: one of ``synseg_core.deploy.capabilities.PRECISIONS`` that the backend runs on the device.
     """
 
     dataset: str
@@ -114,6 +116,8 @@ class EvaluationReport:
         metrics: dataset-level scores.
         num_images: images evaluated.
         samples: the first ``num_visualize`` images with their labels.
+        run: where the evaluation ran (command, git commit, package versions, device; `run_metadata`).
+        provenance: where the checkpoint came from (`checkpoint_provenance`).
     """
 
     settings: EvalSettings
@@ -123,6 +127,15 @@ class EvaluationReport:
     metrics: SegmentationMetrics
     num_images: int
     samples: list[QualitativeSample]
+    run: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` = ``cuda`` when a CUDA device is present, else ``cpu``; any other name as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def resolve_inference(base: InferenceConfig, settings: EvalSettings, background: bool, num_categories: int
@@ -197,8 +210,10 @@ def evaluate_dataset(segmenter: Segmenter, dataset: SegmentationDataset, *, pamr
     return confusion, samples
 
 
-def run_evaluation(settings: EvalSettings, progress: bool = True) -> EvaluationReport:
-    """Build the dataset and the Segmenter from the settings, evaluate, and return the report."""
+def run_evaluation(settings: EvalSettings, progress: bool = True, argv: Sequence[str] | None = None
+                   ) -> EvaluationReport:
+    """Build the dataset and the Segmenter from the settings, evaluate, and return the report (with the run's
+    metadata, `argv` as its command line, and the checkpoint's provenance)."""
     dataset = build_dataset(settings.dataset, settings.data_root, classes_file=settings.classes_file,
                             background_first=settings.background_first)
     num_categories = len(dataset.classes) - int(dataset.background_first)
@@ -213,4 +228,5 @@ def run_evaluation(settings: EvalSettings, progress: bool = True) -> EvaluationR
         settings=settings, inference=dataclasses.replace(segmenter.inference), classes=dataset.classes,
         background_first=dataset.background_first, metrics=confusion.compute(),
         num_images=min(len(dataset), settings.limit or len(dataset)), samples=samples,
+        run=run_metadata(settings.device, argv=argv), provenance=checkpoint_provenance(settings.checkpoint),
     )

@@ -1,4 +1,5 @@
-"""Evaluation outputs: a results JSON, a readable markdown table and a qualitative PNG grid."""
+"""Evaluation outputs: a results JSON, a readable markdown table and a qualitative PNG grid, named by checkpoint,
+dataset, method and protocol (`output_stem`) and written atomically."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from synseg_core.evaluation.evaluator import EvaluationReport, QualitativeSample
+from synseg_core.evaluation.evaluator import EvalSettings, EvaluationReport, QualitativeSample
 from synseg_core.evaluation.metrics import DEFAULT_IGNORE_INDEX
+from synseg_core.evaluation.provenance import checkpoint_label
+from synseg_core.outputs import atomic_write, atomic_write_text
 
 PANEL_HEIGHT = 240  # pixels per row of the qualitative grid
 PANEL_GAP = 4  # white pixels between panels and rows (black is the VOC background colour)
@@ -82,6 +85,8 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
         "background_first": report.background_first,
         "settings": dataclasses.asdict(report.settings),
         "inference": dataclasses.asdict(report.inference),
+        "run": report.run,
+        "checkpoint_provenance": report.provenance,
     }
 
 
@@ -112,21 +117,31 @@ def markdown_table(report: EvaluationReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def output_stem(report: EvaluationReport) -> str:
-    """File stem of a run's outputs: dataset, method, and ``pamr`` when on (so runs never overwrite each other)."""
-    s = report.settings
-    return f"{s.dataset}_{s.method}" + ("_pamr" if s.pamr else "")
+def output_stem(settings: EvalSettings) -> str:
+    """File stem of a run's outputs: checkpoint label, dataset, method, protocol, and ``pamr`` when on."""
+    s = settings
+    return f"{checkpoint_label(s.checkpoint)}_{s.dataset}_{s.method}_{s.protocol}" + ("_pamr" if s.pamr else "")
+
+
+def output_paths(settings: EvalSettings, out_dir: str | Path) -> dict[str, Path]:
+    """Where `write_report` puts a run's results, table and grid (the grid only when there are samples)."""
+    out, stem = Path(out_dir), output_stem(settings)
+    return {"json": out / f"{stem}.json", "table": out / f"{stem}.md", "grid": out / f"{stem}_samples.png"}
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.md`` and (when there are samples) ``<stem>_samples.png`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(report)
-    paths = {"json": out / f"{stem}.json", "table": out / f"{stem}.md"}
-    paths["json"].write_text(json.dumps(report_to_dict(report), indent=2) + "\n")
-    paths["table"].write_text(markdown_table(report))
-    if report.samples:
-        paths["grid"] = out / f"{stem}_samples.png"
-        Image.fromarray(qualitative_grid(report.samples)).save(paths["grid"])
+    """Write ``<stem>.json``, ``<stem>.md`` and (when there are samples) ``<stem>_samples.png`` into ``out_dir``,
+    each atomically (an existing file is replaced whole).
+
+    Raises:
+        OutputError: a file cannot be written.
+    """
+    paths = output_paths(report.settings, out_dir)
+    atomic_write_text(paths["json"], json.dumps(report_to_dict(report), indent=2) + "\n")
+    atomic_write_text(paths["table"], markdown_table(report))
+    if not report.samples:
+        del paths["grid"]
+        return paths
+    grid = Image.fromarray(qualitative_grid(report.samples))
+    atomic_write(paths["grid"], lambda tmp: grid.save(tmp, format="PNG"))
     return paths

@@ -1,6 +1,7 @@
 """training/evaluate.py end to end with the tiny model, and its errors on bad input."""
 import importlib.util
 import json
+from importlib import metadata
 import re
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def _run(root, classes_file, out, *extra):
 def test_full_run_writes_json_table_and_grid(random_custom_dataset, tmp_path, capsys):
     root, classes_file = random_custom_dataset
     assert _run(root, classes_file, tmp_path / "out", "--num-visualize", "2", "--templates", "single") == 0
-    result = json.loads((tmp_path / "out" / "custom_synseg.json").read_text())
+    result = json.loads((tmp_path / "out" / "tiny-test_custom_synseg_tcl.json").read_text())
     assert result["dataset"] == "custom" and result["checkpoint"] == "tiny-test" and result["method"] == "synseg"
     assert result["num_images"] == 3 and result["num_pixels"] == 3 * 39 * 56 and not result["pamr"]
     assert list(result["per_class_iou"]) == ["background", "cat", "dog"]
@@ -37,10 +38,10 @@ def test_full_run_writes_json_table_and_grid(random_custom_dataset, tmp_path, ca
     assert (inf["short_side"], inf["window"], inf["stride"], inf["templates"]) == (64, 64, 32, "single")
     assert inf["background"] and inf["background_threshold"] == 0.5
     assert result["settings"]["protocol"] == "tcl" and result["settings"]["overrides"]["templates"] == "single"
-    table = (tmp_path / "out" / "custom_synseg.md").read_text()
+    table = (tmp_path / "out" / "tiny-test_custom_synseg_tcl.md").read_text()
     assert f"| custom | synseg | off | 3 | {100 * result['miou']:.2f} |" in table
     assert "| background |" in table and "| dog |" in table
-    grid = np.asarray(Image.open(tmp_path / "out" / "custom_synseg_samples.png"))
+    grid = np.asarray(Image.open(tmp_path / "out" / "tiny-test_custom_synseg_tcl_samples.png"))
     assert grid.shape[0] == 2 * (240 + 4) and grid.shape[2] == 3  # two rows of 240-pixel panels plus gaps
     assert "mIoU" in capsys.readouterr().out
 
@@ -49,12 +50,12 @@ def test_maskclip_with_pamr_is_reported_separately(random_custom_dataset, tmp_pa
     root, classes_file = random_custom_dataset
     assert _run(root, classes_file, tmp_path, "--method", "maskclip", "--pamr", "--window", "none",
                 "--num-visualize", "0") == 0
-    result = json.loads((tmp_path / "custom_maskclip_pamr.json").read_text())
+    result = json.loads((tmp_path / "tiny-test_custom_maskclip_tcl_pamr.json").read_text())
     assert result["method"] == "maskclip" and result["pamr"]
     assert result["settings"]["pamr_config"] == {"num_iter": 10, "dilations": [1, 2, 4, 8, 12, 24],
                                                  "std_scale": 0.1, "eps": 1e-8}
     assert result["inference"]["window"] is None and result["inference"]["background_threshold"] == 0.4
-    assert not (tmp_path / "custom_maskclip_pamr_samples.png").exists()
+    assert not (tmp_path / "tiny-test_custom_maskclip_tcl_pamr_samples.png").exists()
 
 
 def test_benchmark_layout_through_the_cli(tmp_path):
@@ -71,7 +72,7 @@ def test_benchmark_layout_through_the_cli(tmp_path):
     out = tmp_path / "out"
     assert evaluate.main(["--dataset", "voc21", "--data-root", str(tmp_path), "--checkpoint", "tiny-test",
                           "--out", str(out), "--limit", "1", *SMALL]) == 0
-    result = json.loads((out / "voc21_synseg.json").read_text())
+    result = json.loads((out / "tiny-test_voc21_synseg_tcl.json").read_text())
     assert result["num_images"] == 1 and result["num_pixels"] == 40 * 60 - 60
     assert len(result["per_class_iou"]) == 21 and result["inference"]["templates"] == "tcl_custom"
 
@@ -125,3 +126,79 @@ def test_cuda_without_a_gpu_is_a_clear_error(random_custom_dataset, tmp_path, ca
     root, classes_file = random_custom_dataset
     assert _run(root, classes_file, tmp_path / "out", "--device", "cuda", "--method", method) == 2
     assert "torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
+def _training_checkpoints(root, steps):
+    """Checkpoints of a (pretend) training run: <root>/run/checkpoints/step_<N> with different weights, run.json."""
+    from synseg_core import create_model
+    from synseg_core.model.checkpoint import save_checkpoint
+    from synseg_core.run_metadata import append_run_metadata, run_metadata
+
+    run = root / "run"
+    append_run_metadata(run, run_metadata("cpu", argv=["training/train.py", "--config", "x.yaml"]))
+    folders = []
+    for step in steps:
+        torch.manual_seed(step)
+        folders.append(save_checkpoint(create_model("tiny-test"), run / "checkpoints" / f"step_{step:08d}",
+                                       extra={"step": step}))
+    return folders
+
+
+def test_results_are_named_by_checkpoint_and_never_overwritten(random_custom_dataset, tmp_path, capsys,
+                                                              monkeypatch):
+    root, classes_file = random_custom_dataset
+    first, second = _training_checkpoints(tmp_path, [1, 2])
+    out = tmp_path / "results"
+
+    def run(checkpoint, *extra):
+        return evaluate.main(["--dataset", "custom", "--data-root", str(root), "--classes", str(classes_file),
+                              "--background-first", "--checkpoint", str(checkpoint), "--out", str(out), *SMALL,
+                              "--num-visualize", "0", *extra])
+
+    assert run(first) == 0 and run(second) == 0
+    names = sorted(p.name for p in out.glob("*.json"))
+    assert names == ["run-step_00000001_custom_synseg_tcl.json", "run-step_00000002_custom_synseg_tcl.json"]
+    result = json.loads((out / names[0]).read_text())
+    assert result["settings"]["device"] == "cpu"  # --device auto without a GPU
+    assert "evaluate.py" in result["run"]["command"] and result["run"]["device"]["type"] == "cpu"
+    assert result["run"]["packages"]["torch"] == metadata.version("torch")
+    git = result["run"]["git"]
+    assert re.fullmatch(r"[0-9a-f]{40}", git["commit"]) and isinstance(git["dirty"], bool)
+    provenance = result["checkpoint_provenance"]
+    assert provenance["label"] == "run-step_00000001" and provenance["metadata"]["extra"]["step"] == 1
+    assert provenance["training_run"]["starts"][0]["argv"] == ["training/train.py", "--config", "x.yaml"]
+    assert json.loads((out / names[1]).read_text())["miou"] != result["miou"]  # two models, two results
+
+    before = (out / names[0]).stat().st_mtime_ns
+    monkeypatch.setattr(evaluate, "run_evaluation", lambda *a, **k: pytest.fail("evaluated over an existing result"))
+    capsys.readouterr()
+    assert run(first) == 2
+    err = capsys.readouterr().err
+    assert "run-step_00000001_custom_synseg_tcl.json" in err and "pass --overwrite" in err, err
+    assert (out / names[0]).stat().st_mtime_ns == before
+    monkeypatch.undo()
+    assert run(first, "--overwrite") == 0
+    assert (out / names[0]).stat().st_mtime_ns != before
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_an_unwritable_out_fails_before_evaluating(random_custom_dataset, unwritable_dir, capsys, monkeypatch):
+    root, classes_file = random_custom_dataset
+    out, reason = unwritable_dir
+    monkeypatch.setattr(evaluate, "run_evaluation", lambda *a, **k: pytest.fail("evaluated into an unwritable --out"))
+    assert _run(root, classes_file, out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate: error: --out ") and reason in err, err
+
+
+def test_precision_choices_come_from_the_capability_table(random_custom_dataset, tmp_path, capsys):
+    from synseg_core.deploy.capabilities import PRECISIONS
+
+    for precision in PRECISIONS:
+        assert evaluate.parse_args(["--dataset", "custom", "--data-root", "x", "--checkpoint", "c",
+                                    "--precision", precision]).precision == precision
+    if not torch.cuda.is_available():
+        root, classes_file = random_custom_dataset
+        assert _run(root, classes_file, tmp_path / "out", "--precision", "fp16") == 2
+        assert "fp16 needs a CUDA device" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()

@@ -49,9 +49,10 @@ def test_a_rows_evaluate_command_reproduces_its_score(chain, tmp_path):
     out = argv[argv.index("--out") + 1]
     argv[argv.index("--out") + 1] = str(tmp_path)
     assert evaluate.main([*argv, "--no-progress"]) == 0
-    again = json.loads((tmp_path / "custom_synseg.json").read_text())
+    result = next(tmp_path.glob("*_custom_synseg_*.json"))  # named by checkpoint, dataset, method, protocol
+    again = json.loads(result.read_text())
     assert again["miou"] == pytest.approx(row["test"]["miou"], abs=1e-9)
-    assert json.loads((chain / "eval" / "film_s0" / "custom_synseg.json").read_text())["miou"] == again["miou"]
+    assert json.loads((chain / "eval" / "film_s0" / result.name).read_text())["miou"] == again["miou"]
     assert out == str(chain / "eval" / "film_s0")
 
 
