@@ -31,23 +31,49 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
-def draw_scene(rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[Image.Image, str, list[str]]:
-    """One image with 1-3 distinct coloured shapes; returns (image, caption, categories)."""
+KINDS = [f"{c} {s}" for c in COLOURS for s in SHAPES]  # the categories; a label map's class k + 1 is KINDS[k]
+
+
+def draw_labelled_scene(rng: np.random.Generator, size: int = IMAGE_SIZE
+                        ) -> tuple[Image.Image, str, list[str], np.ndarray]:
+    """One image with 1-3 distinct coloured shapes; returns (image, caption, categories, label map [H, W] with 0 =
+    background and k + 1 = KINDS[k])."""
     background = str(rng.choice(list(BACKGROUNDS)))
     image = Image.new("RGB", (size, size), BACKGROUNDS[background])
-    draw = ImageDraw.Draw(image)
-    kinds = [(str(c), str(s)) for c in COLOURS for s in SHAPES]
-    picks = rng.choice(len(kinds), size=int(rng.integers(1, 4)), replace=False)
+    label = Image.new("L", (size, size), 0)
+    draw, draw_label = ImageDraw.Draw(image), ImageDraw.Draw(label)
+    picks = rng.choice(len(KINDS), size=int(rng.integers(1, 4)), replace=False)
     categories = []
     for i in picks:
-        colour, shape = kinds[i]
+        colour, shape = KINDS[i].split()
         r = int(rng.integers(size // 8, size // 4))
         cx, cy = (int(v) for v in rng.integers(r, size - r, size=2))
         box = (cx - r, cy - r, cx + r, cy + r)
-        (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=COLOURS[colour])
-        categories.append(f"{colour} {shape}")
+        for canvas, fill in ((draw, COLOURS[colour]), (draw_label, int(i) + 1)):
+            (canvas.ellipse if shape == "circle" else canvas.rectangle)(box, fill=fill)
+        categories.append(KINDS[i])
     caption = f"a {' and a '.join(categories)} on {background}"
-    return image, caption, categories
+    return image, caption, categories, np.asarray(label)
+
+
+def draw_scene(rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[Image.Image, str, list[str]]:
+    """One image with 1-3 distinct coloured shapes; returns (image, caption, categories)."""
+    return draw_labelled_scene(rng, size)[:3]
+
+
+def write_segmentation_split(folder: Path, count: int, seed: int = 0) -> Path:
+    """A `custom` evaluation split of labelled scenes (images/, annotations/, classes.txt with background first);
+    returns the class-list file."""
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "annotations"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        image, _, _, label = draw_labelled_scene(rng, 64)
+        image.save(folder / "images" / f"{i:03d}.png")
+        Image.fromarray(label).save(folder / "annotations" / f"{i:03d}.png")
+    classes = folder / "classes.txt"
+    classes.write_text("\n".join(["background", *KINDS]) + "\n")
+    return classes
 
 
 def write_caption_dataset(folder: Path, count: int, seed: int = 0, with_categories: bool = True,
