@@ -12,11 +12,13 @@ from .config import OptimConfig, ScheduleConfig
 PROJECTOR_PREFIX = "synergy."  # the FSS projector is new (not in CLIPSeg), so it gets its own learning rate
 
 
-def parameter_groups(named: dict[str, nn.Parameter], cfg: OptimConfig) -> list[dict]:
-    """Four AdamW groups: {decoder+FiLM, projector} x {decayed weights, biases and norm weights (no decay)}.
+def parameter_groups(named: dict[str, nn.Parameter], cfg: OptimConfig, part: str = "decoder") -> list[dict]:
+    """Up to four AdamW groups: {`part`, projector} x {decayed weights, biases and norm weights (no decay)}.
 
-    Biases and normalisation weights are the 0-d/1-d tensors, so `ndim <= 1` is the rule (as in timm/open_clip).
-    Empty groups are left out. Each group carries a `name` for logging.
+    Biases, normalisation weights and learned scalars are the 0-d/1-d tensors, so `ndim <= 1` is the rule (as in
+    timm/open_clip). Parameters named `synergy.*` (the FSS projector) get `projector_lr`, the rest `lr`. Empty
+    groups are left out. Each group carries a `name` for logging: `part` (e.g. "decoder" for SynSeg's decoder and
+    FiLM, "clip" for a whole CLIP), "projector", with "_no_decay" for the undecayed ones.
     """
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in named.items():
@@ -25,7 +27,7 @@ def parameter_groups(named: dict[str, nn.Parameter], cfg: OptimConfig) -> list[d
     out = []
     for (is_projector, decays), params in sorted(groups.items()):
         out.append({
-            "name": f"{'projector' if is_projector else 'decoder'}{'' if decays else '_no_decay'}",
+            "name": f"{'projector' if is_projector else part}{'' if decays else '_no_decay'}",
             "params": params,
             "lr": cfg.projector_lr if is_projector else cfg.lr,
             "weight_decay": cfg.weight_decay if decays else 0.0,
@@ -33,9 +35,10 @@ def parameter_groups(named: dict[str, nn.Parameter], cfg: OptimConfig) -> list[d
     return out
 
 
-def build_optimizer(named: dict[str, nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over `named` (e.g. `model.trainable_parameters()`); parameters that do not require grad are left out."""
-    groups = parameter_groups(named, cfg)
+def build_optimizer(named: dict[str, nn.Parameter], cfg: OptimConfig, part: str = "decoder") -> torch.optim.AdamW:
+    """AdamW over `named` (e.g. `model.trainable_parameters()`); parameters that do not require grad are left out.
+    `part` names the groups (see `parameter_groups`)."""
+    groups = parameter_groups(named, cfg, part)
     if not groups:
         raise ValueError("no trainable parameters: every parameter has requires_grad=False")
     # The fused kernel (CPU and CUDA) runs one pass over all tensors instead of ~6 ops per tensor.

@@ -19,16 +19,16 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_precision(requested: str, device: torch.device) -> Resolved:
-    """Turn "auto" into a concrete precision for `device`; fp16 on a CPU is an error."""
+def resolve_precision(requested: str, device: torch.device, setting: str = "runtime.precision") -> Resolved:
+    """Turn "auto" into a concrete precision for `device`; fp16 on a CPU is an error (naming `setting`)."""
     if requested == "auto":
         if device.type == "cuda":
             return "fp16"
         return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     if requested == "fp16" and device.type != "cuda":
-        raise ConfigError(f"runtime.precision=fp16 needs a CUDA device (got {device}); use bf16 or fp32 on a CPU")
+        raise ConfigError(f"{setting}=fp16 needs a CUDA device (got {device}); use bf16 or fp32 on a CPU")
     if requested not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"runtime.precision: {requested!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
+        raise ConfigError(f"{setting}: {requested!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
     return requested  # type: ignore[return-value]
 
 
