@@ -14,6 +14,8 @@ import torch
 
 from ..deploy.backends.base import BackendError, ImagePathBackend
 from ..model.checkpoint import load_checkpoint, read_checkpoint_config
+from ..model.hub import resolve_pretrained
+from ..model.registry import list_pretrained
 from ..config import ConfigError, InferenceConfig, SynSegConfig, get_model_config, list_models, load_config_file
 from .preprocess import (
     model_input_size,
@@ -74,22 +76,26 @@ def bundled_checkpoint_config(name: str) -> SynSegConfig:
     return read_checkpoint_config(BUNDLED_CHECKPOINTS[name])[0]
 
 
-def resolve_model_source(source: str | Path | SynSegConfig) -> SynSeg:
-    """A model from a checkpoint folder/file, a model-config JSON file, a bundled checkpoint name ("demo"), a bundled
-    config name (random weights, e.g. "tiny-test") or a SynSegConfig."""
+def resolve_model_source(source: str | Path | SynSegConfig, verify: bool = True) -> SynSeg:
+    """A model from a checkpoint folder/file, a model-config JSON file, a bundled checkpoint name ("demo"), a
+    pretrained model name (e.g. "clipseg-rd64-refined": converted on first use, see synseg_core.model.hub), a bundled
+    config name (random weights, e.g. "tiny-test") or a SynSegConfig. verify=False skips the weight-file SHA-256."""
     if isinstance(source, SynSegConfig):
         return SynSeg(source)
     if str(source) in BUNDLED_CHECKPOINTS:
-        return load_checkpoint(BUNDLED_CHECKPOINTS[str(source)])
+        return load_checkpoint(BUNDLED_CHECKPOINTS[str(source)], verify=verify)
+    if str(source) in list_pretrained():
+        return load_checkpoint(resolve_pretrained(str(source)), verify=verify)
     path = Path(source)
     if path.is_dir() or path.suffix == ".safetensors":
-        return load_checkpoint(path)
+        return load_checkpoint(path, verify=verify)
     if path.suffix == ".json" and path.is_file():
         return SynSeg(load_config_file(path))
     if str(source) in list_models():
         return SynSeg(get_model_config(str(source)))
     raise ConfigError(f"{source!r} is neither a checkpoint folder, a .safetensors file, a model-config .json file, a "
-                      f"bundled checkpoint ({sorted(BUNDLED_CHECKPOINTS)}) nor a bundled model config ({list_models()})")
+                      f"bundled checkpoint ({sorted(BUNDLED_CHECKPOINTS)}), a pretrained model ({list_pretrained()}) "
+                      f"nor a bundled model config ({list_models()})")
 
 
 class Segmenter:
@@ -108,15 +114,16 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, source: str | Path | SynSegConfig, *, device: str = "cpu", backend: str = "torch",
-                        precision: str = "fp32", inference: InferenceConfig | None = None,
+                        precision: str = "fp32", inference: InferenceConfig | None = None, verify: bool = True,
                         **backend_options) -> "Segmenter":
         """Build from a checkpoint, a config file, a bundled config name (e.g. "tiny-test") or a SynSegConfig.
 
         Args:
             backend: "torch", "onnxruntime", "tensorrt" or "auto" (TensorRT, then ONNX Runtime, then torch).
+            verify: check the checkpoint's weight file against its recorded SHA-256 (False: skip, for huge files).
             backend_options: passed to the backend factory (e.g. onnx_path, cache_dir, max_batch).
         """
-        model = resolve_model_source(source)
+        model = resolve_model_source(source, verify)
         from ..deploy.backends.factory import create_backend  # lazy: optional runtimes import on demand
 
         image_backend = create_backend(backend, model, device=device, precision=precision, **backend_options)
