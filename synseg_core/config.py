@@ -1,7 +1,7 @@
 """Model and inference configuration: architecture as data (one JSON file per model variant).
 
-Every choice the paper leaves open is a field here with the proposed default (paper_spec.md marks them
-[UNSPECIFIED -> PROPOSAL]). Unknown keys are errors that list the valid keys.
+Every choice the paper leaves open is a field here with the proposed default (docs/method.md §9 describes each
+field). Unknown keys are errors that list the valid keys.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class BackboneConfig:
 
 @dataclass
 class DecoderConfig:
-    """CLIPSeg rd64 decoder (paper_spec.md 2.2)."""
+    """CLIPSeg rd64 decoder (docs/method.md §4)."""
 
     reduce_dim: int = 64
     num_heads: int = 4
@@ -50,7 +50,7 @@ class DecoderConfig:
 
 @dataclass
 class SynergyConfig:
-    """Feature Synergy Structure (training only, paper_spec.md 2.4)."""
+    """Feature Synergy Structure (training only, docs/method.md §5)."""
 
     source: Literal["film_output", "unconditioned", "decoder_tokens"] = "film_output"
     projector: Literal["conv1x1", "mlp"] = "conv1x1"
@@ -58,7 +58,7 @@ class SynergyConfig:
 
 @dataclass
 class LossConfig:
-    """MCCL weights and clipping (paper_spec.md 3), plus the off-by-default extensions of issue 8."""
+    """MCCL weights and clipping (docs/method.md §6), plus the off-by-default extensions of §6.1."""
 
     align_weight: float = 1.0
     cont_weight: float = 1.0
@@ -85,7 +85,7 @@ class PreprocessConfig:
 
 @dataclass
 class InferenceConfig:
-    """How `Segmenter` turns an image into maps (paper_spec.md 6; TCL protocol defaults)."""
+    """How `Segmenter` turns an image into maps (docs/method.md §8; TCL protocol defaults)."""
 
     short_side: int = 448  # resize so the short side has this length, keeping the aspect ratio
     long_side_cap: int = 2048  # ...unless the long side would exceed this (mmseg img_scale=(2048, 448))

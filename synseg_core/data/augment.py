@@ -1,4 +1,4 @@
-"""Training augmentation (paper_spec.md section 4): random resized crop + horizontal flip, then normalisation.
+"""Training augmentation (docs/method.md §7): random resized crop + horizontal flip, then normalisation.
 
 Randomness comes from a `random.Random` passed per sample (seeded by the dataset from the seed, the epoch and
 the sample key), not from a global generator, so a sample gets the same crop whichever worker loads it and

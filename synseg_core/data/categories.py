@@ -1,4 +1,4 @@
-"""Caption -> category names (paper_spec.md section 4): the one extractor used by precomputation and datasets.
+"""Caption -> category names (docs/method.md §7): the one extractor used by precomputation and datasets.
 
 ``CategoryExtractor(config)(caption)`` returns at most K categories in caption order; an empty list means the
 image has no usable category, and callers drop it and count it. Two backends give candidate phrases:
@@ -30,7 +30,7 @@ class CategoryConfig:
     """How categories are pulled out of captions.
 
     Attributes:
-        max_categories: K, the most categories kept per image (paper_spec.md proposes 4).
+        max_categories: K, the most categories kept per image (docs/method.md §7: 4).
         selection: with more than K candidates, keep the first K ("first") or a random K in caption order
             ("random", seeded by `seed` and the sample key, so it is reproducible and can vary per epoch).
         keep_modifiers: keep adjectives/colours in front of the head ("two blue squares" -> "blue square");

@@ -13,7 +13,7 @@ from .skips import SkippedSample
 
 @dataclass
 class CaptionBatch:
-    """A training batch (paper_spec.md section 9: M = sum of the per-image category counts).
+    """A training batch (docs/method.md §1: M = sum of the per-image category counts).
 
     Attributes:
         images: float32 [B, 3, S, S], normalised.

@@ -1,4 +1,4 @@
-"""Noun phrases from spaCy's parser (paper_spec.md section 4), used when spaCy and an English model are installed.
+"""Noun phrases from spaCy's parser (docs/method.md §7), used when spaCy and an English model are installed.
 
 spaCy is imported lazily: it is an optional dependency, and the lexicon matcher covers machines without it.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Iterable
 
-# Chunk tokens dropped in front of the head: determiners, possessives, numbers, pronouns (paper_spec.md 4).
+# Chunk tokens dropped in front of the head: determiners, possessives, numbers, pronouns (docs/method.md §7).
 _DROP_DEPS = frozenset({"det", "predet", "poss", "case", "nummod", "quantmod"})
 _DROP_POS = frozenset({"DET", "NUM", "PRON", "PART", "PUNCT"})
 _NOUN_POS = frozenset({"NOUN", "PROPN"})

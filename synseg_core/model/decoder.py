@@ -1,4 +1,4 @@
-"""CLIPSeg rd64 decoder with FiLM conditioning (paper_spec.md 2.2-2.3; HF `CLIPSegDecoder` design).
+"""CLIPSeg rd64 decoder with FiLM conditioning (docs/method.md §3-4; HF `CLIPSegDecoder` design).
 
 Parameter names follow Hugging Face's CLIPSeg so its decoder weights import by name (see clipseg_import.py).
 """

@@ -1,4 +1,4 @@
-"""Feature Synergy Structure (training only, paper_spec.md 2.4, option A): projected conditional features pooled
+"""Feature Synergy Structure (training only, docs/method.md §5): projected conditional features pooled
 by the soft semantic-activation map (foreground) and its complement (background)."""
 from __future__ import annotations
 

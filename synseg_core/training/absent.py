@@ -1,5 +1,5 @@
 """Absent-category pairs for the `loss.absent_weight` extension: categories that other images in the batch name
-but this image's caption does not (paper_spec.md 11, finding 3: present vs absent is never trained by MCCL)."""
+but this image's caption does not (docs/method.md §6.1: MCCL never trains present against absent)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence

@@ -2,7 +2,7 @@
 
 An unknown key is an error that lists the valid keys, and a value of the wrong type is an error naming the key
 (both through `synseg_core.config.from_dict`). Defaults are the paper's setting plus the proposals of
-paper_spec.md section 5 for what it leaves open.
+docs/method.md §7 for what it leaves open.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class LoaderConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW over the trainable parameters only (paper_spec.md 5). Biases and norm weights get no weight decay.
+    """AdamW over the trainable parameters only (docs/method.md §7). Biases and norm weights get no weight decay.
 
     Attributes:
         lr: learning rate of the pretrained decoder and FiLM (fine-tuning CLIPSeg).

@@ -1,4 +1,4 @@
-"""Multi-Category Contrastive Learning (paper_spec.md 3): the four MCCL terms, per image, averaged over the batch."""
+"""Multi-Category Contrastive Learning (docs/method.md §6): the four MCCL terms, per image, averaged over the batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass

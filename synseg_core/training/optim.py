@@ -1,4 +1,4 @@
-"""AdamW over the trainable parameters, with a linear warm-up + cosine schedule (paper_spec.md section 5)."""
+"""AdamW over the trainable parameters, with a linear warm-up + cosine schedule (docs/method.md §7)."""
 from __future__ import annotations
 
 import math
