@@ -7,16 +7,14 @@ docs/method.md §7 for what it leaves open.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
-
-import yaml
+from typing import Any, Literal, Sequence
 
 from ..model.backbone import list_template_sets
 from ..config import ConfigError, SynSegConfig, from_dict, get_model_config, load_config_file
 from ..data import CaptionDataConfig
+from .overrides import apply_overrides, deep_merge, parse_yaml
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -221,64 +219,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# PyYAML (YAML 1.1) reads "1e-4" as a string; this resolver reads exponent floats without a dot as numbers.
-_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
-
-
-def _parse_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`"optim.lr=3e-4"` -> (["optim", "lr"], 0.0003); the value is read as YAML (numbers, null, lists, ...)."""
-    key, sep, raw = item.partition("=")
-    path = key.strip().split(".")
-    if not sep or not all(path):
-        raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. optim.lr=3e-4)")
-    return path, _parse_yaml(raw, f"override {item!r}") if raw.strip() else ""
-
-
-def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
-    """Set each `a.b.c=value` in a nested dict (copied); unknown keys are caught later by `from_dict`."""
-    data = _deep_copy(data)
-    for item in overrides:
-        path, value = parse_override(item)
-        node = data
-        for depth, key in enumerate(path[:-1]):
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {'.'.join(path[:depth + 1])} is a value ({child!r}), "
-                                  "not a section")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
-def _deep_copy(data: Mapping) -> dict:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-
-
-def deep_merge(base: Mapping, update: Mapping) -> dict:
-    """`update` merged into `base` recursively (mappings merge, everything else replaces)."""
-    merged = _deep_copy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a training YAML (None = all defaults), apply dotlist overrides and validate everything.
 
@@ -292,7 +232,7 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
             text = path.read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read training config {path}: {exc}") from exc
-        data = _parse_yaml(text, str(path)) or {}
+        data = parse_yaml(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     cfg = from_dict(TrainConfig, apply_overrides(data, overrides), "config")

@@ -20,7 +20,7 @@ from typing import Sequence
 from synseg_core.model.checkpoint import CheckpointError
 from synseg_core.config import ConfigError, load_config_file
 from synseg_proof.supervised import CLIPSEG_FILE, SupervisedConfig, train_supervised
-from synseg_core.training.config import apply_overrides
+from synseg_core.training.overrides import apply_overrides
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -2,13 +2,8 @@
 import pytest
 
 from synseg_core.config import ConfigError
-from synseg_core.training.config import (
-    TrainConfig,
-    apply_overrides,
-    load_train_config,
-    parse_override,
-    resolve_model_config,
-)
+from synseg_core.training.config import TrainConfig, load_train_config, resolve_model_config
+from synseg_core.training.overrides import apply_overrides, parse_override
 from trainer_fixtures import REPO, TINY_CONFIG
 
 DATA = ["data.path=/some/manifest.jsonl"]
