@@ -84,7 +84,7 @@ def check_writable_file(path: str | Path, overwrite: bool = True, what: str = "o
         raise OutputError(f"{what} {path} is a folder; give a file path")
     if path.exists() and not overwrite:
         raise OutputError(f"{what} {path} already exists")
-    check_writable_dir(path.parent, what=f"the folder of {what} {path}:")
+    check_writable_dir(path.parent, what=f"the folder of {what}")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -2,6 +2,10 @@
 ONNX Runtime on the CPU).
 
     python training/export.py --checkpoint CKPT --input-size 448 --out model.onnx [--precision fp32|fp16|int8]
+
+Tracing runs on the CPU whatever the machine has (the graph does not depend on the device). Exit status: 0 done,
+2 bad input (checkpoint, size, an --out that cannot be written); --out is checked before the model is loaded and
+written atomically.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import time
 from synseg_core.deploy.capabilities import EXPORT_PRECISIONS
 from synseg_core.deploy.export import ExportError, export_onnx, read_export_info
 from synseg_core.inference.segmenter import resolve_model_source
+from synseg_core.outputs import OutputError, check_writable_file, describe_os_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,15 +35,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
-    print(f"[export] loading {args.checkpoint}", flush=True)
-    model = resolve_model_source(args.checkpoint)
-    size = args.input_size or model.cfg.inference.window or model.cfg.inference.short_side
-    print(f"[export] tracing the image path at {size}x{size} ({args.precision}) ...", flush=True)
-    start = time.perf_counter()
     try:
+        check_writable_file(args.out, what="--out")
+        print(f"[export] loading {args.checkpoint}", flush=True)
+        model = resolve_model_source(args.checkpoint)
+        size = args.input_size or model.cfg.inference.window or model.cfg.inference.short_side
+        print(f"[export] tracing the image path at {size}x{size} ({args.precision}) ...", flush=True)
+        start = time.perf_counter()
         path = export_onnx(model, args.out, size, precision=args.precision)
-    except ExportError as exc:
+    except (ExportError, OutputError, ValueError) as exc:  # ValueError: CheckpointError, ConfigError
         print(f"[export] error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"[export] error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     info = read_export_info(path)
     print(f"[export] wrote {path} in {time.perf_counter() - start:.1f} s: input {info.input_size}, "

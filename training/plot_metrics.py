@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from synseg_core.outputs import OutputError
 from synseg_core.training import plot_metrics
 from synseg_core.training.metrics import METRICS_NAME
 from synseg_core.training.plot import PLOT_NAME
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = metrics / METRICS_NAME
     try:
         out = plot_metrics(metrics, args.out or metrics.with_name(PLOT_NAME))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

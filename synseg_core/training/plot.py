@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..outputs import atomic_write
 from .metrics import read_metrics
 
 PLOT_NAME = "loss_curves.png"
@@ -27,6 +28,7 @@ def plot_metrics(metrics_path: str | Path, out_path: str | Path) -> Path:
     Raises:
         FileNotFoundError: no metrics file.
         ValueError: it has no "train" records.
+        OutputError: the PNG cannot be written.
     """
     import matplotlib
 
@@ -65,8 +67,7 @@ def plot_metrics(metrics_path: str | Path, out_path: str | Path) -> Path:
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=DPI)
-    plt.close(fig)
-    return out_path
+    try:
+        return atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
