@@ -3,8 +3,8 @@
 Without the `cameras` parameter the node has one pipeline reading the relative topic `image` and publishing under
 `~/`; with it, one per camera reading `<name>/image` and publishing under `<name>/`. The model, the query and
 label_info are shared by the node, and frames of all cameras go through one `CameraGroup` (synseg_ros/camera_group.py)
-that batches them. A pipeline converts its own frames and builds and publishes its own outputs, so a bad frame is
-counted on its camera only.
+that batches them. A pipeline converts its own frames, builds its own outputs and counts its own losses: a bad frame
+or a frame lost in transport is counted on its camera only.
 """
 from __future__ import annotations
 
@@ -13,20 +13,30 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
+from rclpy.event_handler import QoSMessageLostInfo, QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from synseg_core.inference.segmenter import SegmentationResult
+from synseg_ros.camera_parameters import CameraSettings
+from synseg_ros.dds import lost_frames_advice
 from synseg_ros.diagnostics import PipelineStats, StatsSnapshot
 from synseg_ros.image_conversion import ImageConversionError, compressed_to_rgb8, image_to_rgb8
-from synseg_ros.outputs import confidence_message, labels_message, masks_message, overlay_message
-from synseg_ros.parameters import CameraSettings, NodeParameters
+from synseg_ros.outputs import (LabelSet, confidence_message, labels_message, masks_messages, overlay_message,
+                                segmentation_message)
+from synseg_ros.parameters import NodeParameters
 from synseg_ros.throttled_log import ThrottledLog
 
-OUTPUTS = ("labels", "masks", "confidence", "overlay")
+try:
+    from synseg_msgs.msg import Segmentation
+except ImportError as _exc:  # the message package is built, not pip-installed
+    raise ImportError("the message package synseg_msgs is not built: run scripts/setup.sh (it builds ros/synseg_msgs "
+                      "into the venv) or `colcon build` a workspace holding this repository and source its "
+                      "install/setup.bash") from _exc
+
+OUTPUTS = ("segmentation", "labels", "confidence", "overlay")
 
 
 @dataclass(frozen=True)
@@ -65,8 +75,10 @@ class CameraPipeline:
         self.stats = PipelineStats()
         self.params = params
         self._log_error = ThrottledLog(node.get_logger().error, params.log_throttle_s)
+        self._log_warning = ThrottledLog(node.get_logger().warning, params.log_throttle_s)
         output_qos = QoSProfile(depth=params.output_depth, reliability=ReliabilityPolicy.RELIABLE)
-        self._publishers = {name: node.create_lifecycle_publisher(Image, settings.output_prefix + name, output_qos)
+        self._publishers = {name: node.create_lifecycle_publisher(Segmentation if name == "segmentation" else Image,
+                                                                  settings.output_prefix + name, output_qos)
                             for name in OUTPUTS}
         self._subscriptions: list = []
 
@@ -79,7 +91,7 @@ class CameraPipeline:
         """Apply live parameter changes (QoS changes take effect at the next activation)."""
         self.params = params
         self.settings = settings
-        self._log_error.period_s = params.log_throttle_s
+        self._log_error.period_s = self._log_warning.period_s = params.log_throttle_s
 
     def activate(self) -> None:
         """Subscribe to the image topic(s)."""
@@ -94,9 +106,10 @@ class CameraPipeline:
         if self.params.compressed_input:
             topics.append((CompressedImage, s.input_topic + "/compressed", True))
         for msg_type, topic, compressed in topics:
+            events = incompatible_qos_warning(self._node, topic, hint)
+            events.message_lost = self._on_lost
             self._subscriptions.append(self._node.create_subscription(
-                msg_type, topic, lambda msg, c=compressed: self._on_image(msg, c), qos,
-                event_callbacks=incompatible_qos_warning(self._node, topic, hint)))
+                msg_type, topic, lambda msg, c=compressed: self._on_image(msg, c), qos, event_callbacks=events))
 
     def deactivate(self) -> None:
         """Unsubscribe."""
@@ -121,6 +134,11 @@ class CameraPipeline:
         self.stats.image_received()
         self._submit(Frame(msg, compressed))
 
+    def _on_lost(self, info: QoSMessageLostInfo) -> None:
+        """The middleware reports frames that were sent but never reached this subscription."""
+        self.stats.frames_lost(info.total_count_change)
+        self._log_warning("message_lost", lost_frames_advice(self.topic, info.total_count_change, info.total_count))
+
     def convert(self, frame: Frame) -> np.ndarray | None:
         """The frame as HxWx3 uint8 RGB, or None for a bad frame (counted and logged on this camera)."""
         try:
@@ -132,15 +150,39 @@ class CameraPipeline:
             self._log_error(f"bad_image:{exc.reason}:{kind}", f"dropping an image from {self.topic}: {exc}")
             return None
 
-    def publish(self, result: SegmentationResult, rgb: np.ndarray, header: Header,
-                stage_seconds: dict[str, float]) -> None:
-        """Build the wanted outputs with the frame's header, publish them and record the frame's stage times."""
+    def build(self, result: SegmentationResult, rgb: np.ndarray, header: Header,
+              labels: LabelSet) -> list[tuple[str, object]]:
+        """The output messages wanted now (enabled and subscribed), all with the frame's header and resolution."""
+        num = len(result.categories)
+        cached: dict[str, Image] = {}  # labels and confidence images serve their topics and ~/segmentation alike
+
+        def image(name: str) -> Image:
+            if name not in cached:
+                cached[name] = labels_message(result.labels, num, header) if name == "labels" else \
+                    confidence_message(result.confidence, header)
+            return cached[name]
+
+        messages = []
+        if self._wanted("segmentation"):
+            messages.append(("segmentation", segmentation_message(
+                Segmentation, labels, header, image("labels"),
+                masks_messages(result.masks, header) if self.params.publish_masks else [],
+                image("confidence") if self.params.publish_confidence else None)))
+        for name in ("labels", "confidence"):
+            if self._wanted(name):
+                messages.append((name, image(name)))
+        if self._wanted("overlay"):
+            messages.append(("overlay", overlay_message(rgb, result.labels, num, self.params.overlay_alpha, header)))
+        for name, _ in messages:
+            self.stats.count(f"computed_{name}")
+        return messages
+
+    def send(self, messages: list[tuple[str, object]], stage_seconds: dict[str, float]) -> None:
+        """Publish built messages and record the frame's stage times (`stage_seconds` includes "build")."""
         start = time.perf_counter()
-        messages = self._build(result, rgb, header)
-        built = time.perf_counter()
         for name, msg in messages:
             self._publishers[name].publish(msg)
-        self.stats.frame_processed({**stage_seconds, "build": built - start, "publish": time.perf_counter() - built})
+        self.stats.frame_processed({**stage_seconds, "publish": time.perf_counter() - start})
 
     def subscription_count(self, output: str) -> int:
         """How many subscribers output `output` (one of OUTPUTS) has right now."""
@@ -149,19 +191,3 @@ class CameraPipeline:
     def _wanted(self, name: str) -> bool:
         """An output is built only when enabled and someone subscribes (costly outputs stay lazy)."""
         return getattr(self.params, f"publish_{name}") and self.subscription_count(name) > 0
-
-    def _build(self, result: SegmentationResult, rgb: np.ndarray, header: Header) -> list[tuple[str, Image]]:
-        """The output messages wanted now, all with the input header and resolution."""
-        num = len(result.categories)
-        builders = {
-            "labels": lambda: labels_message(result.labels, num, header),
-            "masks": lambda: masks_message(result.masks, header),
-            "confidence": lambda: confidence_message(result.confidence, header),
-            "overlay": lambda: overlay_message(rgb, result.labels, num, self.params.overlay_alpha, header),
-        }
-        messages = []
-        for name in OUTPUTS:
-            if self._wanted(name):
-                messages.append((name, builders[name]()))
-                self.stats.count(f"computed_{name}")
-        return messages

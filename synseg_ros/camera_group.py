@@ -9,14 +9,17 @@ gains nothing, this keeps every core busy the way separate processes would; the 
 see `synseg_core.serving.threads`).
 Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
 thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
-memory stays bounded. With one camera this is the single-camera node's latest-frame worker (batches of one, no
+memory stays bounded. A batch's outputs go out only while its label set (query) is still the active one, checked
+under the `LabelGate` lock that the node holds while it switches queries and publishes label_info: no output of
+an older query follows the label_info of a newer one. With one camera this is the single-camera node's latest-frame worker (batches of one, no
 waiting).
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from rclpy.lifecycle import LifecycleNode
@@ -25,9 +28,20 @@ from synseg_core.serving.scheduling import BatchScheduler, BatchStats
 from synseg_core.inference.segmenter import SegmentationResult, Segmenter
 from synseg_core.serving.threads import IntraOpThreads
 from synseg_ros.camera import CameraPipeline, Frame
+from synseg_ros.camera_parameters import CameraSettings
 from synseg_ros.diagnostics import StatsSnapshot
-from synseg_ros.parameters import CameraSettings, NodeParameters
+from synseg_ros.outputs import LabelSet
+from synseg_ros.parameters import NodeParameters
 from synseg_ros.throttled_log import ThrottledLog
+
+
+class LabelGate:
+    """The active label set, and the lock under which it changes (with label_info published) and under which a
+    batch's outputs are published only if their label set is still the active one."""
+
+    def __init__(self, background: bool = True) -> None:
+        self.lock = threading.Lock()
+        self.current = LabelSet(0, (), background)
 
 
 def _min_period(settings: CameraSettings) -> float:
@@ -42,13 +56,13 @@ class CameraGroup:
         segmenter: the shared model.
         params: the node's parameters.
         cameras: the cameras' settings (from `synseg_ros.parameters.camera_settings`).
-        categories: returns the active category list (shared by all cameras).
+        gate: the active label set (query), shared by all cameras.
     """
 
     def __init__(self, node: LifecycleNode, segmenter: Segmenter, params: NodeParameters,
-                 cameras: Sequence[CameraSettings], categories: Callable[[], Sequence[str]]) -> None:
+                 cameras: Sequence[CameraSettings], gate: LabelGate) -> None:
         self._segmenter = segmenter
-        self._categories = categories
+        self._gate = gate
         self._log_error = ThrottledLog(node.get_logger().error, params.log_throttle_s)
         self._log_warning = ThrottledLog(node.get_logger().warning, params.log_throttle_s)
         # Scheduler streams are keyed by the (unique) relative input topic.
@@ -127,7 +141,8 @@ class CameraGroup:
                 good.append((pipeline, frame, rgb, time.perf_counter() - start))
         if not good:
             return
-        categories = list(self._categories())
+        labels = self._gate.current
+        categories = list(labels.categories)
         if not categories:
             for pipeline, *_ in good:
                 pipeline.stats.count("frames_without_query")
@@ -144,7 +159,7 @@ class CameraGroup:
             return
         inference = time.perf_counter() - start
         self._wait_for_publishing()  # the previous batch's outputs go out first (usually long done by now)
-        self._publishing = self._publisher.submit(self._publish, good, results, inference)
+        self._publishing = self._publisher.submit(self._publish, good, results, inference, labels)
 
     def _segment(self, images: list[np.ndarray], categories: list[str]) -> list[SegmentationResult]:
         """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
@@ -163,10 +178,17 @@ class CameraGroup:
             self._publishing = None
 
     def _publish(self, good: list[tuple[CameraPipeline, Frame, np.ndarray, float]], results: list[SegmentationResult],
-                 inference: float) -> None:
+                 inference: float, labels: LabelSet) -> None:
         """Publishing thread: each camera builds and publishes its outputs; a failure stays on its camera."""
         for (pipeline, frame, rgb, convert), result in zip(good, results):
             try:
-                pipeline.publish(result, rgb, frame.msg.header, {"convert": convert, "inference": inference})
+                start = time.perf_counter()
+                messages = pipeline.build(result, rgb, frame.msg.header, labels)
+                stages = {"convert": convert, "inference": inference, "build": time.perf_counter() - start}
+                with self._gate.lock:
+                    if self._gate.current.query_id == labels.query_id:
+                        pipeline.send(messages, stages)
+                    else:  # the query changed while this frame was segmented: its names are no longer announced
+                        pipeline.stats.count("frames_of_old_query")
             except Exception as exc:  # a bug while building one camera's outputs must not cost the others theirs
                 self._on_unexpected_error(exc, [pipeline.input_topic])

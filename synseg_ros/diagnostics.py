@@ -27,6 +27,7 @@ class StatsSnapshot:
     latency_ms: dict[str, float]  # mean per stage over recent frames, plus "total"
     counters: dict[str, int] = field(default_factory=dict)
     seconds_since_image: float | None = None  # None = no image received yet
+    lost_recently: int = 0  # frames lost in transport within the rate window
     last_error: str | None = None  # the most recent failure, cleared by the next processed frame
 
 
@@ -46,6 +47,7 @@ class PipelineStats:
         self._lock = threading.Lock()
         self._inputs: deque[float] = deque()
         self._outputs: deque[float] = deque()
+        self._lost: deque[tuple[float, int]] = deque()  # (time, frames) of message-lost events
         self._latency = {stage: deque(maxlen=latency_samples) for stage in (*STAGES, "total")}
         self._counters: Counter[str] = Counter()
         self._last_image: float | None = None
@@ -57,6 +59,12 @@ class PipelineStats:
             self._inputs.append(now)
             self._last_image = now
             self._counters["frames_received"] += 1
+
+    def frames_lost(self, n: int) -> None:
+        """Record `n` frames that were sent but lost in transport (the subscription's message-lost event)."""
+        with self._lock:
+            self._lost.append((self._clock(), n))
+            self._counters["frames_lost"] += n
 
     def frame_processed(self, stage_seconds: Mapping[str, float]) -> None:
         """Record one fully processed frame and its stage durations (keys from STAGES)."""
@@ -81,20 +89,22 @@ class PipelineStats:
             for events in (self._inputs, self._outputs):
                 while events and events[0] < now - self._window:
                     events.popleft()
+            while self._lost and self._lost[0][0] < now - self._window:
+                self._lost.popleft()
             latency = {stage: 1000.0 * sum(v) / len(v) for stage, v in self._latency.items() if v}
             return StatsSnapshot(
                 input_rate_hz=len(self._inputs) / self._window, output_rate_hz=len(self._outputs) / self._window,
                 latency_ms=latency, counters=dict(self._counters),
                 seconds_since_image=None if self._last_image is None else now - self._last_image,
-                last_error=self._last_error)
+                last_error=self._last_error, lost_recently=sum(n for _, n in self._lost))
 
 
 def diagnostic_status(name: str, hardware_id: str, snapshot: StatsSnapshot, info: Mapping[str, object], *,
                       active: bool, num_categories: int, stale_after_s: float, image_topic: str) -> DiagnosticStatus:
     """One DiagnosticStatus: level and message from the pipeline's state, values from stats and `info`.
 
-    Levels: ERROR when the last frame failed; WARN when the node is inactive, has no query, or no image
-    arrived for `stale_after_s`; OK otherwise.
+    Levels: ERROR when the last frame failed; WARN when the node is inactive, has no query, lost frames in transport
+    within the rate window, or no image arrived for `stale_after_s`; OK otherwise.
     """
     age = snapshot.seconds_since_image
     if snapshot.last_error is not None:
@@ -103,6 +113,9 @@ def diagnostic_status(name: str, hardware_id: str, snapshot: StatsSnapshot, info
         level, message = DiagnosticStatus.WARN, "inactive (lifecycle state is not active)"
     elif num_categories == 0:
         level, message = DiagnosticStatus.WARN, "waiting for a query (no categories set)"
+    elif snapshot.lost_recently:
+        level, message = DiagnosticStatus.WARN, (f"{snapshot.lost_recently} frame(s) lost in transport recently on "
+                                                 f"{image_topic} (the node's log names the remedies)")
     elif age is None:
         level, message = DiagnosticStatus.WARN, f"no image received yet on {image_topic}"
     elif age > stale_after_s:

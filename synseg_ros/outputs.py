@@ -1,21 +1,22 @@
 """The node's output messages, built from a `SegmentationResult` as pure functions (testable without a node).
 
-Every image output carries the input header verbatim and has the input resolution.
+Every image carries the input header verbatim and has the input resolution.
 
+- segmentation: one `synseg_msgs/Segmentation` per frame (`segmentation_message`): the label set's query id and
+  category names with the labels image, one mono8 mask per category (255 = inside; masks may overlap) and the
+  confidence image, so a consumer never pairs masks with the wrong names.
 - labels: "mono8" (0 = background, k = k-th category, 1-based), "mono16" when there are more than 254 categories.
-- masks: ONE image with K channels, encoding "8UC<K>" (OpenCV's generic encoding with the channel count spelled
-  out, e.g. "8UC1", "8UC3", "8UC10"; always this form, never "mono8"/"bgr8" even for K = 1 or 3). Channel c
-  (0-based, interleaved HWC like every ROS image) is the binary mask of category id c + 1, i.e. of the (c+1)-th
-  entry of label_info; 255 = inside, 0 = outside. Masks may overlap.
 - confidence: "32FC1", the winning category's probability.
 - overlay: "bgr8", the input blended with one colour per category where a category wins.
-- label_info: JSON (`label_info_json`), and `vision_msgs/LabelInfo` where vision_msgs is installed.
+- label_info: JSON (`label_info_json`) with the same query id, and `vision_msgs/LabelInfo` where vision_msgs is
+  installed.
 """
 from __future__ import annotations
 
 import colorsys
 import importlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -26,8 +27,7 @@ from std_msgs.msg import Header
 from synseg_ros.image_conversion import array_to_image
 
 MONO8_MAX_CATEGORIES = 254  # ids 1..254 plus background 0 fit in a byte; 255 stays free as "no label"
-MAX_CATEGORIES = 512  # OpenCV 4 (and so cv_bridge) images hold at most 512 channels (CV_CN_MAX), one per mask
-_CV_MERGE_MAX_CHANNELS = 128  # OpenCV 5 lowered CV_CN_MAX to 128; cv2.merge refuses more
+MAX_CATEGORIES = 512  # each category costs a decoder pass and a mask image per frame
 MASK_ON = 255  # value of a pixel inside a mask (OpenCV's convention for binary masks)
 BACKGROUND_ID = 0
 _GOLDEN_RATIO = 0.618033988749895  # hue step that spreads consecutive category colours around the wheel
@@ -38,25 +38,16 @@ def labels_encoding(num_categories: int) -> str:
     return "mono8" if num_categories <= MONO8_MAX_CATEGORIES else "mono16"
 
 
-def masks_encoding(num_categories: int) -> str:
-    """"8UC<K>", e.g. "8UC3" for three categories."""
-    return f"8UC{num_categories}"
-
-
 def labels_message(labels: np.ndarray, num_categories: int, header: Header) -> Image:
     """Label map [H, W] int -> mono8/mono16 Image."""
     dtype = np.uint8 if labels_encoding(num_categories) == "mono8" else np.uint16
     return array_to_image(labels.astype(dtype), labels_encoding(num_categories), header)
 
 
-def masks_message(masks: np.ndarray, header: Header) -> Image:
-    """Binary masks [K, H, W] bool -> one "8UC<K>" Image, channel c = category id c + 1, values 0/255."""
+def masks_messages(masks: np.ndarray, header: Header) -> list[Image]:
+    """Binary masks [K, H, W] bool -> K mono8 Images in category order, values 0/255."""
     planes = np.ascontiguousarray(masks).view(np.uint8) * np.uint8(MASK_ON)  # [K, H, W] 0/255
-    if len(planes) <= _CV_MERGE_MAX_CHANNELS:
-        hwk = cv2.merge(list(planes))  # interleave to [H, W, K], about twice as fast as a numpy transpose copy
-    else:
-        hwk = np.ascontiguousarray(planes.transpose(1, 2, 0))
-    return array_to_image(hwk, masks_encoding(masks.shape[0]), header)
+    return [array_to_image(plane, "mono8", header) for plane in planes]
 
 
 def confidence_message(confidence: np.ndarray, header: Header) -> Image:
@@ -89,18 +80,34 @@ def overlay_message(rgb: np.ndarray, labels: np.ndarray, num_categories: int, al
     return array_to_image(blended, "bgr8", header)
 
 
-def label_info_json(categories: list[str], background: bool) -> str:
+@dataclass(frozen=True)
+class LabelSet:
+    """What the outputs of one query mean: its id (announced by ~/label_info), names and background convention."""
+
+    query_id: int
+    categories: tuple[str, ...]
+    background: bool
+
+
+def label_info_json(labels: LabelSet) -> str:
     """The label list and the output conventions as a JSON document (for `~/label_info`)."""
-    num = len(categories)
     return json.dumps({
-        "categories": [{"id": k, "name": name} for k, name in enumerate(categories, start=1)],
-        "background_id": BACKGROUND_ID if background else None,
-        "labels_encoding": labels_encoding(num),
-        "masks_encoding": masks_encoding(num),
-        "masks_channel_order": "channel c (0-based) is the mask of category id c + 1",
+        "query_id": labels.query_id,
+        "categories": [{"id": k, "name": name} for k, name in enumerate(labels.categories, start=1)],
+        "background_id": BACKGROUND_ID if labels.background else None,
+        "labels_encoding": labels_encoding(len(labels.categories)),
+        "masks": "synseg_msgs/Segmentation.masks[k - 1]: mono8 mask of category id k",
         "mask_value": MASK_ON,
         "confidence_encoding": "32FC1",
     })
+
+
+def segmentation_message(msg_type: Any, labels: LabelSet, header: Header, labels_image: Image,
+                         masks: list[Image], confidence: Image | None) -> Any:
+    """A `synseg_msgs/Segmentation` (type passed in, so this module imports without the built messages)."""
+    return msg_type(header=header, query_id=labels.query_id, categories=list(labels.categories),
+                    has_background=labels.background, labels=labels_image, masks=masks,
+                    confidence=confidence if confidence is not None else Image(header=header))
 
 
 def vision_label_info_type() -> Any | None:
@@ -111,11 +118,10 @@ def vision_label_info_type() -> Any | None:
         return None
 
 
-def vision_label_info(msg_type: Any, categories: list[str], background: bool, threshold: float,
-                      header: Header) -> Any:
+def vision_label_info(msg_type: Any, labels: LabelSet, threshold: float, header: Header) -> Any:
     """Fill a `vision_msgs/LabelInfo` (class_map: id -> name, threshold = mask threshold)."""
     vision_class = importlib.import_module("vision_msgs.msg").VisionClass
-    names = ([("background", BACKGROUND_ID)] if background else []) + [
-        (name, k) for k, name in enumerate(categories, start=1)]
+    names = ([("background", BACKGROUND_ID)] if labels.background else []) + [
+        (name, k) for k, name in enumerate(labels.categories, start=1)]
     return msg_type(header=header, threshold=float(threshold),
                     class_map=[vision_class(class_id=k, class_name=name) for name, k in names])

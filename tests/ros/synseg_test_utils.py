@@ -20,6 +20,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from synseg_msgs.msg import Segmentation
 from synseg_ros.node import SynSegNode
 
 _helper_ids = itertools.count()
@@ -207,7 +208,7 @@ class Rig:
         """Subscribe to output `name` and wait until the node sees the subscriber (outputs are lazy)."""
         ns = self.node.get_namespace().rstrip("/")
         topic = f"{ns}/{self.camera}/{name}" if self.camera else f"{ns}/{self.node.get_name()}/{name}"
-        self.outputs[name] = self.harness.subscribe(Image, topic)
+        self.outputs[name] = self.harness.subscribe(Segmentation if name == "segmentation" else Image, topic)
         wait_until(lambda: self.pipeline.subscription_count(name) > 0, what=f"the node to see {topic}")
         return self.outputs[name]
 

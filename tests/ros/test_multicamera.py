@@ -25,7 +25,7 @@ pytestmark = pytest.mark.ros
 CATEGORIES = ["cat", "dog", "tree"]
 CAMERAS = ["front", "rear", "left"]
 SIZES = {"front": (48, 64), "rear": (37, 53), "left": (64, 90)}
-OUTPUTS = ("labels", "masks", "confidence", "overlay")
+OUTPUTS = ("labels", "segmentation", "confidence", "overlay")
 # Long enough that frames sent one after the other always meet in one batch; only paid when a camera is silent.
 WINDOW_MS = 1500.0
 RNG = np.random.default_rng(9)
@@ -44,8 +44,9 @@ def check_alone(node, outputs, rgb):
     """A camera's outputs equal running its frame alone through the node's Segmenter."""
     expected = node.segmenter.segment(rgb, CATEGORIES)
     np.testing.assert_array_equal(image_to_array(outputs["labels"]), expected.labels)
-    np.testing.assert_array_equal(image_to_array(outputs["masks"]),
-                                  np.where(expected.masks.transpose(1, 2, 0), MASK_ON, 0))
+    masks = np.stack([image_to_array(m) for m in outputs["segmentation"].masks])  # [K, H, W]
+    np.testing.assert_array_equal(masks, np.where(expected.masks, MASK_ON, 0))
+    np.testing.assert_array_equal(image_to_array(outputs["segmentation"].labels), expected.labels)
     np.testing.assert_allclose(image_to_array(outputs["confidence"]), expected.confidence, rtol=0, atol=1e-6)
     return len(np.unique(expected.labels)) > 1
 
@@ -73,7 +74,8 @@ def test_three_cameras_get_their_own_topics_headers_sizes_and_batched_results_eq
             outputs = {name: rig.output_of(name, headers[camera]) for name in OUTPUTS}
             for name, msg in outputs.items():
                 assert msg.header.frame_id == camera and stamp_of(msg) == stamp_of(headers[camera]), name
-                assert (msg.height, msg.width) == SIZES[camera], name
+                image = msg.labels if name == "segmentation" else msg
+                assert (image.height, image.width) == SIZES[camera], name
             mixed.append(check_alone(node, outputs, images[camera]))
             # Nothing of this camera's frame reached another camera's topics.
             for other in set(CAMERAS) - {camera}:
@@ -128,7 +130,7 @@ def test_a_flooding_camera_starves_no_one_and_only_its_frames_are_dropped(ros, u
 
 
 def test_a_bad_frame_on_one_camera_leaves_the_others_in_the_same_batch_unaffected(ros, unique_ns):
-    rigs = start_camera_rigs(ros, unique_ns, CAMERAS, outputs=("labels", "masks", "confidence"),
+    rigs = start_camera_rigs(ros, unique_ns, CAMERAS, outputs=("labels", "segmentation", "confidence"),
                              categories=", ".join(CATEGORIES), batch_window_ms=WINDOW_MS)
     node = rigs["front"].node
     calibrate_thresholds(node, CATEGORIES)
@@ -140,7 +142,7 @@ def test_a_bad_frame_on_one_camera_leaves_the_others_in_the_same_batch_unaffecte
                                           data=bytes(8)))
     good = send_round(rigs, {c: images[c] for c in ("rear", "left")}, 1)
     for camera, hdr in good.items():
-        outputs = {name: rigs[camera].output_of(name, hdr) for name in ("labels", "masks", "confidence")}
+        outputs = {name: rigs[camera].output_of(name, hdr) for name in ("labels", "segmentation", "confidence")}
         check_alone(node, outputs, images[camera])
     after = node.group.batch_stats
     assert (after.batches - before.batches, after.items - before.items) == (1, 3), "not one batch of three"
@@ -164,7 +166,7 @@ def test_a_failure_while_publishing_one_camera_leaves_the_others_published(ros, 
     def broken_publish(*args, **kwargs):
         raise RuntimeError("output builder bug")
 
-    monkeypatch.setattr(front, "publish", broken_publish)
+    monkeypatch.setattr(front, "build", broken_publish)
     for camera, hdr in send_round(rigs, frames(), 1).items():
         if camera != "front":
             rigs[camera].output_of("labels", hdr)

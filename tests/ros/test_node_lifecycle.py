@@ -5,6 +5,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import Image
 
 from synseg_test_utils import header, image_message, make_node, stamp_of, start, wait_subscribed, wait_until
@@ -44,12 +45,18 @@ def serve_one(ros, node, ns, index):
 
 
 def test_configure_with_a_missing_checkpoint_fails_cleanly_and_can_be_retried(ros, unique_ns, capfd):
+    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
     node = make_node(ros, unique_ns, checkpoint="/no/such/checkpoint", categories="cat")
     assert not change_state(ros, unique_ns, Transition.TRANSITION_CONFIGURE)  # like `ros2 lifecycle set`
     assert state_of(ros, unique_ns) == "unconfigured"
     assert node.segmenter is None and node.cameras == []
     err = capfd.readouterr().err
     assert "configure failed: cannot load model '/no/such/checkpoint'" in err and "tiny-test" in err
+    # The unconfigured node still reports, with the reason, on /diagnostics.
+    status = wait_until(lambda: next((s for a in diagnostics.snapshot() for s in a.status
+                                      if s.name.startswith(f"{unique_ns}/synseg:")
+                                      and "cannot load model" in s.message), None), what="an ERROR status")
+    assert status.level == DiagnosticStatus.ERROR and status.message.startswith("configure failed:")
 
     assert node.set_parameters([Parameter("checkpoint", value="tiny-test")])[0].successful
     assert change_state(ros, unique_ns, Transition.TRANSITION_CONFIGURE)
@@ -62,15 +69,15 @@ def test_invalid_parameters_fail_configure_with_every_problem_named(ros, unique_
     node = make_node(ros, unique_ns, backend="trt", image_reliability="sometimes", mask_threshold=1.5)
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     err = capfd.readouterr().err
-    assert "parameter 'backend' is 'trt'; allowed: auto, torch, onnxruntime, tensorrt" in err
-    assert "parameter 'image_reliability' is 'sometimes'; allowed: best_effort, reliable" in err
+    assert "parameter.backend: 'trt' is not one of ['auto', 'torch', 'onnxruntime', 'tensorrt']" in err
+    assert "parameter.image_reliability: 'sometimes' is not one of ['best_effort', 'reliable']" in err
     assert "parameter 'mask_threshold' is 1.5; it must be within [0, 1]" in err
     assert node.segmenter is None
     # At run time a bad value is refused with the reason, and the old value stays.
     result = node.set_parameters([Parameter("image_depth", value=0)])[0]
     assert not result.successful and "parameter 'image_depth' is 0; it must be >= 1" in result.reason
     result = node.set_parameters([Parameter("max_rate_hz", value="fast")])[0]
-    assert not result.successful and "must be of type float" in result.reason
+    assert not result.successful and "parameter.max_rate_hz: expected a number, got 'fast'" in result.reason
     assert node.get_parameter("image_depth").value == 5
 
 

@@ -17,7 +17,8 @@ from synseg_test_utils import LATCHED, calibrate_thresholds, counter, header, st
 pytestmark = pytest.mark.ros
 CATEGORIES = ["cat", "dog", "tree"]
 RNG = np.random.default_rng(3)
-OUTPUT_ENCODINGS = {"labels": "mono8", "masks": "8UC3", "confidence": "32FC1", "overlay": "bgr8"}
+OUTPUT_ENCODINGS = {"labels": "mono8", "confidence": "32FC1", "overlay": "bgr8"}
+OUTPUTS = ("segmentation", *OUTPUT_ENCODINGS)
 
 
 def random_image(encoding, height, width):
@@ -29,12 +30,21 @@ def random_image(encoding, height, width):
 
 def check_outputs(node, outputs, hdr, rgb):
     height, width = rgb.shape[:2]
-    for name, msg in outputs.items():
-        assert msg.header.frame_id == hdr.frame_id, name
+    segmentation = outputs["segmentation"]
+    images = {**{name: outputs[name] for name in OUTPUT_ENCODINGS}, "segmentation.labels": segmentation.labels,
+              "segmentation.confidence": segmentation.confidence,
+              **{f"segmentation.masks[{k}]": m for k, m in enumerate(segmentation.masks)}}
+    for name, msg in images.items():
+        assert msg.header == hdr, name  # verbatim
         assert (msg.height, msg.width) == (height, width), name
-        assert msg.encoding == OUTPUT_ENCODINGS[name], name
+    assert segmentation.header == hdr and list(segmentation.categories) == CATEGORIES
+    assert len(segmentation.masks) == len(CATEGORIES) and all(m.encoding == "mono8" for m in segmentation.masks)
+    for name, encoding in OUTPUT_ENCODINGS.items():
+        assert outputs[name].encoding == encoding, name
     labels = image_to_array(outputs["labels"]).astype(np.int32)
-    masks = image_to_array(outputs["masks"])
+    np.testing.assert_array_equal(image_to_array(segmentation.labels), labels)
+    np.testing.assert_array_equal(image_to_array(segmentation.confidence), image_to_array(outputs["confidence"]))
+    masks = np.stack([image_to_array(m) for m in segmentation.masks], axis=2)  # [H, W, K]
     confidence = image_to_array(outputs["confidence"])
     # The node's answer is exactly the in-process Segmenter's on the same RGB frame.
     expected = node.segmenter.segment(rgb, CATEGORIES)
@@ -66,19 +76,19 @@ CASES = [  # encoding, height, width, row padding bytes, big endian
 
 
 def test_outputs_keep_header_and_size_in_every_encoding(ros, unique_ns):
-    rig = start_rig(ros, unique_ns, outputs=OUTPUT_ENCODINGS, categories=", ".join(CATEGORIES))
+    rig = start_rig(ros, unique_ns, outputs=OUTPUTS, categories=", ".join(CATEGORIES))
     calibrate_thresholds(rig.node, CATEGORIES)
     mixed = []
     for index, (encoding, height, width, pad, big_endian) in enumerate(CASES):
         array = random_image(encoding, height, width)
         hdr = rig.send(array, encoding, index, frame_id=f"cam_{encoding}", pad=pad, big_endian=big_endian)
-        outputs = {name: rig.output_of(name, hdr) for name in OUTPUT_ENCODINGS}  # one frame at a time: no drops
+        outputs = {name: rig.output_of(name, hdr) for name in OUTPUTS}  # one frame at a time: no drops
         mixed.append(check_outputs(rig.node, outputs, hdr, to_rgb8(array, encoding)))
     assert sum(mixed) >= len(CASES) // 2, "labels/masks were trivial; the comparison would prove little"
 
 
 def test_compressed_input_is_decoded_and_answered(ros, unique_ns):
-    rig = start_rig(ros, unique_ns, outputs=OUTPUT_ENCODINGS, categories=", ".join(CATEGORIES),
+    rig = start_rig(ros, unique_ns, outputs=OUTPUTS, categories=", ".join(CATEGORIES),
                     compressed_input=True)
     pub = ros.publisher(CompressedImage, f"{unique_ns}/image/compressed")
     wait_subscribed(pub, "image/compressed")
@@ -88,7 +98,7 @@ def test_compressed_input_is_decoded_and_answered(ros, unique_ns):
     assert ok
     hdr = header(5, frame_id="compressed_cam")
     pub.publish(CompressedImage(header=hdr, format="png", data=png.tobytes()))
-    outputs = {name: rig.output_of(name, hdr) for name in OUTPUT_ENCODINGS}
+    outputs = {name: rig.output_of(name, hdr) for name in OUTPUTS}
     check_outputs(rig.node, outputs, hdr, rgb)
 
 
@@ -99,7 +109,7 @@ def test_overlay_is_computed_only_while_someone_subscribes(ros, unique_ns):
         rig.output_of("labels", rig.send(rgb, "rgb8", index))
     values = rig.diagnostics_where(lambda v: counter(v, "computed_labels") == 3, "diagnostics counting 3 label maps")
     assert counter(values, "computed_overlay") == 0
-    assert counter(values, "computed_masks") == 0 and counter(values, "computed_confidence") == 0
+    assert counter(values, "computed_segmentation") == 0 and counter(values, "computed_confidence") == 0
 
     rig.listen("overlay")
     assert rig.output_of("overlay", rig.send(rgb, "rgb8", 3)).encoding == "bgr8"

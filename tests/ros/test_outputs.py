@@ -1,4 +1,4 @@
-"""Output message builders: encodings, channel order, headers, overlay, label info."""
+"""Output message builders: encodings, mask order, headers, overlay, label info, the Segmentation message."""
 import json
 
 import numpy as np
@@ -6,8 +6,10 @@ import pytest
 from std_msgs.msg import Header
 
 from synseg_ros.image_conversion import image_to_array
-from synseg_ros.outputs import (MASK_ON, category_colours, confidence_message, label_info_json, labels_encoding,
-                                labels_message, masks_message, overlay_message, vision_label_info_type)
+from synseg_msgs.msg import Segmentation
+from synseg_ros.outputs import (MASK_ON, LabelSet, category_colours, confidence_message, label_info_json,
+                                labels_encoding, labels_message, masks_messages, overlay_message,
+                                segmentation_message, vision_label_info_type)
 
 RNG = np.random.default_rng(1)
 
@@ -31,16 +33,34 @@ def test_labels_use_mono8_up_to_254_categories(num_categories, encoding, dtype):
     assert msg.header.frame_id == "camera" and msg.header.stamp.nanosec == 9
 
 
-@pytest.mark.parametrize("num_categories", [1, 3, 4, 10, 128, 129, 512])
-def test_masks_are_one_image_with_channel_c_for_category_c_plus_1(num_categories):
+@pytest.mark.parametrize("num_categories", [1, 3, 10])
+def test_masks_are_one_mono8_image_per_category_in_order(num_categories):
     masks = RNG.random((num_categories, 4, 6)) > 0.5
-    msg = masks_message(masks, stamped())
-    assert msg.encoding == f"8UC{num_categories}"
-    assert (msg.height, msg.width) == (4, 6)
-    out = image_to_array(msg)
-    out = out[:, :, None] if out.ndim == 2 else out
-    for c in range(num_categories):
-        np.testing.assert_array_equal(out[:, :, c], np.where(masks[c], MASK_ON, 0))
+    messages = masks_messages(masks, stamped())
+    assert len(messages) == num_categories
+    for k, msg in enumerate(messages):
+        assert msg.encoding == "mono8" and (msg.height, msg.width) == (4, 6) and msg.header.stamp.nanosec == 9
+        np.testing.assert_array_equal(image_to_array(msg), np.where(masks[k], MASK_ON, 0))
+
+
+def test_segmentation_message_carries_names_ids_and_images_over_the_wire():
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    header = stamped("cam", 5, 6)
+    labels = RNG.integers(0, 3, size=(4, 6)).astype(np.int32)
+    masks = RNG.random((2, 4, 6)) > 0.5
+    confidence = RNG.random((4, 6), dtype=np.float32)
+    label_set = LabelSet(7, ("person", "open door"), True)
+    msg = segmentation_message(Segmentation, label_set, header, labels_message(labels, 2, header),
+                               masks_messages(masks, header), confidence_message(confidence, header))
+    back = deserialize_message(serialize_message(msg), Segmentation)  # the wire format, not just the object
+    assert back.query_id == 7 and list(back.categories) == ["person", "open door"] and back.has_background
+    assert back.header.frame_id == "cam" and (back.header.stamp.sec, back.header.stamp.nanosec) == (5, 6)
+    np.testing.assert_array_equal(image_to_array(back.labels), labels)
+    assert [image_to_array(m).tolist() for m in back.masks] == [np.where(m, MASK_ON, 0).tolist() for m in masks]
+    np.testing.assert_array_equal(image_to_array(back.confidence), confidence)
+    bare = segmentation_message(Segmentation, label_set, header, labels_message(labels, 2, header), [], None)
+    assert list(bare.masks) == [] and (bare.confidence.height, bare.confidence.width) == (0, 0)
 
 
 def test_confidence_is_32fc1():
@@ -71,10 +91,11 @@ def test_category_colours_are_distinct_with_black_background():
 
 @pytest.mark.parametrize("background", [True, False])
 def test_label_info_json_lists_ids_and_conventions(background):
-    info = json.loads(label_info_json(["person", "open door"], background))
+    info = json.loads(label_info_json(LabelSet(3, ("person", "open door"), background)))
+    assert info["query_id"] == 3
     assert info["categories"] == [{"id": 1, "name": "person"}, {"id": 2, "name": "open door"}]
     assert info["background_id"] == (0 if background else None)
-    assert info["labels_encoding"] == "mono8" and info["masks_encoding"] == "8UC2"
+    assert info["labels_encoding"] == "mono8" and "masks[k - 1]" in info["masks"]
     assert info["mask_value"] == MASK_ON and info["confidence_encoding"] == "32FC1"
 
 
@@ -84,7 +105,7 @@ def test_vision_msgs_label_info_where_installed():
         pytest.skip("vision_msgs is not installed here (it comes from the ROS apt install on a robot)")
     from synseg_ros.outputs import vision_label_info
 
-    msg = vision_label_info(msg_type, ["person", "chair"], True, 0.5, stamped())
+    msg = vision_label_info(msg_type, LabelSet(1, ("person", "chair"), True), 0.5, stamped())
     assert [(c.class_id, c.class_name) for c in msg.class_map] == [(0, "background"), (1, "person"),
                                                                    (2, "chair")]
     assert msg.threshold == pytest.approx(0.5)

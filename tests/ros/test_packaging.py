@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 import yaml
 from sensor_msgs.msg import Image
 
-from synseg_ros.parameters import NodeParameters, PARAMETER_NAMES
+from synseg_ros.parameter_file import render
+from synseg_ros.parameters import DESCRIPTIONS, INFERENCE_SETTINGS, PARAMETER_NAMES, NodeParameters
 from synseg_test_utils import WAIT_S, header, image_message, stamp_of, wait_subscribed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +28,8 @@ ROS_TOP_LEVEL = {"rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "diagnost
 
 @pytest.mark.slow
 def test_synseg_core_imports_in_a_fresh_interpreter_without_ros():
-    code = ("import sys, synseg_core, synseg_core.inference.segmenter, synseg_core.inference.query, synseg_core.worker\n"
+    code = ("import sys, synseg_core, synseg_core.inference.segmenter, synseg_core.inference.query, "
+            "synseg_core.serving.scheduling\n"
             f"ros = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(ROS_TOP_LEVEL)!r})\n"
             "print('ROS modules:', ros)\n"
             "sys.exit(1 if ros else 0)\n")
@@ -60,13 +63,18 @@ def test_rclpy_publishes_and_receives_an_image_over_dds(ros, unique_ns):
     assert bytes(msg.data) == array.tobytes()
 
 
-def test_config_yaml_states_every_parameter_with_the_code_defaults():
-    config = yaml.safe_load((REPO / "config" / "synseg.yaml").read_text())
-    values = config["/**"]["ros__parameters"]
-    assert sorted(values) == sorted(PARAMETER_NAMES)
+def test_config_yaml_is_the_rendering_of_the_parameter_descriptions():
+    shipped = (REPO / "config" / "synseg.yaml").read_text()
+    assert shipped == render(), "regenerate: python -m synseg_ros.parameter_file --write config/synseg.yaml"
+    values = yaml.safe_load(shipped)["/**"]["ros__parameters"]
     defaults = NodeParameters()
+    unset = {name for name in PARAMETER_NAMES if getattr(defaults, name) is None}
+    assert unset == set(INFERENCE_SETTINGS)  # the checkpoint decides these; the file shows them commented out
+    assert sorted(values) == sorted(set(PARAMETER_NAMES) - unset)
     for name, value in values.items():
         assert value == getattr(defaults, name), f"config/synseg.yaml and NodeParameters disagree on {name!r}"
+    for name, description in DESCRIPTIONS.items():  # each description is the file's comment above its parameter
+        assert " ".join(description.split())[:60] in " ".join(line.strip(" #") for line in shipped.splitlines())
 
 
 def test_launch_file_names_the_installed_executable_and_parameter_file():
@@ -74,7 +82,8 @@ def test_launch_file_names_the_installed_executable_and_parameter_file():
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
     assert constants["PACKAGE"] == "synseg_ros" and constants["NODE_NAME"] == "synseg"
-    assert f"{constants['EXECUTABLE']} = synseg_ros.node:main" in (REPO / "setup.py").read_text()
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[constants["EXECUTABLE"]] == "synseg_ros.node:main"  # also the colcon package's console script
     assert "synseg.yaml" in (REPO / "launch" / "segment.launch.py").read_text()
 
 
@@ -124,10 +133,14 @@ def read_until(process, needle: str, lines: list, timeout: float) -> bool:
 @pytest.mark.slow
 @pytest.mark.ros
 def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_path):
+    # Without a ROS install the venv is the ROS prefix (README: building with colcon from the PyPI wheels).
+    venv = str(VENV_BIN.parent)
+    build_env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", CMAKE_PREFIX_PATH=venv,
+                     AMENT_PREFIX_PATH=venv)
     build = subprocess.run(
         [str(VENV_BIN / "colcon"), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(REPO),
          "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, env=build_env, capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout + build.stderr
     assert "2 packages finished" in build.stdout  # synseg_msgs and synseg_ros, found in one crawl of the checkout
     msgs = tmp_path / "install" / "synseg_msgs"
@@ -165,6 +178,6 @@ def test_colcon_build_installs_a_node_that_starts_from_the_installed_tree(tmp_pa
     output = "".join(lines) + rest
     assert process.returncode == 0, output
     assert f"synseg_ros at {site_packages / 'synseg_ros'}" in output  # the installed copy ran, not the checkout
-    assert "query from parameter 'categories': 5 categories" in output  # the installed config was read
+    assert "query 1 from parameter 'categories': 6 categories" in output  # the installed config was read
     assert "Traceback" not in output
     assert "from 'demo' loaded" in output and " on backend " in output  # the bundled demo model, packaged
