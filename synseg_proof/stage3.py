@@ -8,15 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from synseg_core.deploy.backends.torch_backend import TorchBackend
 from synseg_core.evaluation.datasets import SegmentationDataset
-from synseg_core.model.synseg import SynSeg
-from synseg_core.inference.segmenter import Segmenter
 from synseg_core.training import load_train_config, run_training
 from synseg_core.training.metrics import METRICS_NAME, read_metrics
 from synseg_core.training.state import CHECKPOINT_DIR, list_checkpoints, step_dir_name
-from synseg_core.evaluation.demo_frames import foreground_iou
-from .scoring import best_threshold, threshold_sweep
+from synseg_core.training.validation import Validation
 
 DONE_FILE = "done.json"
 
@@ -59,16 +55,10 @@ def train_arguments(run: Stage3Run, paths: Stage3Paths) -> list[str]:
             f"data.path={paths.captions}", f"data.augment.image_size={paths.image_size}", *run.overrides]
 
 
-def validation_hook(dataset: SegmentationDataset, thresholds: Sequence[float]):
+def validation_hook(dataset: SegmentationDataset, thresholds: Sequence[float]) -> Validation:
     """Trainer evaluation hook: best validation mIoU over the background thresholds (plus its threshold and
-    foreground IoU) of the model being trained, run through a `Segmenter` as at inference."""
-    def evaluate(model: SynSeg) -> dict[str, float]:
-        segmenter = Segmenter(model, TorchBackend(model, next(model.parameters()).device))
-        sweep = threshold_sweep(segmenter, dataset, thresholds)
-        threshold, miou = best_threshold(sweep)
-        return {"val_miou": miou, "val_threshold": threshold,
-                "val_foreground_iou": foreground_iou(sweep[threshold].matrix)}
-    return evaluate
+    foreground IoU) of the model being trained, with its own inference settings (the core's `Validation`)."""
+    return Validation(dataset, protocol="model", thresholds=thresholds)
 
 
 def run_stage3(run: Stage3Run, paths: Stage3Paths, dataset: SegmentationDataset, thresholds: Sequence[float]

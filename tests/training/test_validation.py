@@ -140,3 +140,26 @@ def test_a_bad_eval_section_exits_2_before_training(data, tmp_path, capsys, extr
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert not list_checkpoints(tmp_path / "run")
+
+
+def test_validation_scores_like_an_evaluation_of_the_saved_checkpoint(data, tmp_path):
+    from synseg_core import create_model
+    from synseg_core.evaluation.datasets import build_dataset
+    from synseg_core.evaluation.evaluator import EvalSettings, run_evaluation
+    from synseg_core.model.checkpoint import save_checkpoint
+    from synseg_core.training.validation import PREDICTIONS_TAG, Validation
+
+    _, val, classes = data
+    torch.manual_seed(1)
+    model = create_model("tiny-test")
+    folder = save_checkpoint(model, tmp_path / "ckpt")
+    dataset = build_dataset("custom", val, classes_file=classes, background_first=True)
+    outcome = Validation(dataset, protocol="model", overrides={"background_threshold": 0.4}, limit=4,
+                         num_images=3)(model)
+    report = run_evaluation(EvalSettings(dataset="custom", data_root=str(val), checkpoint=str(folder),
+                                         protocol="model", overrides={"background_threshold": 0.4}, limit=4,
+                                         classes_file=str(classes), background_first=True), progress=False)
+    assert outcome.metrics["val_miou"] == pytest.approx(report.metrics.miou, abs=1e-9)
+    assert outcome.metrics["val_pixel_accuracy"] == pytest.approx(report.metrics.pixel_accuracy, abs=1e-9)
+    assert 0 <= outcome.metrics["val_foreground_iou"] <= 1 and "val_threshold" not in outcome.metrics
+    assert outcome.images[PREDICTIONS_TAG].shape[0] == 3 * (240 + 4)  # three rows: image | truth | prediction
