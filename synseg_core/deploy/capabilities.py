@@ -36,6 +36,14 @@ AUTO_ORDER: tuple[tuple[str, str], ...] = (("tensorrt", "cuda"), ("onnxruntime",
                                           ("onnxruntime", "cpu"), ("torch", "cpu"))
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without them bf16 matmuls are emulated on the CPU and slower than fp32."""
+    import torch  # lazy: the table itself is read by parameter checks that need no torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def supported_precisions(backend: str, device_type: str) -> tuple[str, ...]:
     """Precisions `backend` runs on `device_type` ("cpu" or "cuda"); () where it does not run there at all."""
     return SUPPORT.get((backend, device_type), ())

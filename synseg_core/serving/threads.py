@@ -2,10 +2,8 @@
 
 torch's intra-op pool defaults to one thread per core for every calling thread, so N concurrent CPU calls run
 N x cores OpenMP threads: their barriers wait on threads that the others preempt. Giving each call cores // N
-threads keeps the total at the core count. Measured on the 2-core development CPU (ViT-B/16, 640x480, K=10, three
-concurrent calls in one process): 0.84 frames/s with 1 thread each against 0.82 with 2 each; in the multi-camera
-node benchmark the split took one node from 0.97-0.99x to 1.06-1.12x of three single-camera nodes
-(docs/dev_notes/2026-11-28-threads.md).
+threads keeps the total at the core count; benchmarks/multicamera.py measures the effect against separate
+single-camera nodes (figures in the README and docs/dev_notes).
 """
 from __future__ import annotations
 

@@ -8,15 +8,10 @@ from typing import ContextManager, Literal
 import torch
 
 from ..config import ConfigError
+from ..deploy.capabilities import cpu_has_native_bf16
 
 Resolved = Literal["fp32", "bf16", "fp16"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16 or AMX, where bf16 autocast is faster than fp32 (elsewhere it is emulated)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_precision(requested: str, device: torch.device, setting: str = "runtime.precision") -> Resolved:

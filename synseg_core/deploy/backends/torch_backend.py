@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from ...model.synseg import SynSeg
-from ..capabilities import backend_precisions, supported_precisions
+from ..capabilities import backend_precisions, cpu_has_native_bf16, supported_precisions
 from .base import BackendError
 
 log = logging.getLogger(__name__)
@@ -16,11 +16,6 @@ PRECISIONS = backend_precisions("torch")
 GRAPH_CHECK_ATOL = 1e-3  # a replay must match the eager forward it was captured from (same kernels: ~0 expected)
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: without them bf16 matmuls are emulated on the CPU and slower than fp32."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 class CapturedForward:
