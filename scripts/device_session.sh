@@ -111,7 +111,7 @@ for pid in "${pids[@]}"; do wait "$pid" || note "a stage-1 run failed (pid $pid)
 for entry in "${CONFIGS[@]}"; do
   name="${entry%%|*}"
   { echo "== stage-1 $name"; tail -4 "$work/stage1_$name.txt"; } >>"$figures"
-  tar -C "$work/stage1_$name" -cf "$OUT/stage1_$name.tar" --exclude checkpoint.safetensors . 2>>"$log"
+  tar -C "$work/stage1_$name" -cf "$OUT/stage1_$name.tar" --exclude trainer_state.pt . 2>>"$log"
   cat "$work/stage1_$name.txt" >>"$log"
 done
 note "stage-1 done"
