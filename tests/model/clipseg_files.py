@@ -17,15 +17,24 @@ SMALL_CLIPSEG = dict(
 NATIVE_SIZE = 64
 
 
-def build_clipseg(folder, seed: int = 0, **config):
+def build_clipseg(folder, seed: int = 0, output_scale: float = 1.0, **config):
     """A CLIPSegForImageSegmentation with random weights spread wide enough that its maps vary, saved with
-    save_pretrained into `folder` (what the hub repository holds). Returns the model in eval mode."""
+    save_pretrained into `folder` (what the hub repository holds). Returns the model in eval mode.
+
+    output_scale multiplies the last upsampler layer: at full size random weights give logits in the hundreds, so
+    nearly every pixel saturates and the few near the boundary show float rounding amplified a hundredfold; scaled
+    down, most pixels land between 0.05 and 0.95 and the comparison means something.
+    """
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
     model = transformers.CLIPSegForImageSegmentation(transformers.CLIPSegConfig(**config)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.add_(torch.randn_like(p) * (0.1 if name.startswith("decoder.") else 0.02))
+        last = model.decoder.transposed_convolution
+        last = last[-1] if isinstance(last, torch.nn.Sequential) else last
+        last.weight.mul_(output_scale)
+        last.bias.mul_(output_scale)
     model.save_pretrained(folder)
     return model
 
