@@ -15,6 +15,7 @@ SMALL_CLIPSEG = dict(
     projection_dim=24, reduce_dim=16, decoder_num_attention_heads=4, decoder_intermediate_size=40,
     extract_layers=[0, 1, 3], use_complex_transposed_convolution=True)
 NATIVE_SIZE = 64
+SMALL_OUTPUT_SCALE = 1 / 16  # most pixels of its maps between 0.05 and 0.95 (see build_clipseg)
 
 
 def build_clipseg(folder, seed: int = 0, output_scale: float = 1.0, **config):

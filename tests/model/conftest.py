@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipseg_files import REPO_ID, SMALL_CLIPSEG, build_clipseg
+from clipseg_files import REPO_ID, SMALL_CLIPSEG, SMALL_OUTPUT_SCALE, build_clipseg
 from hub_server import FakeHub, HubServer
 
 
@@ -12,7 +12,7 @@ from hub_server import FakeHub, HubServer
 def clipseg(tmp_path_factory):
     """(the Hugging Face model, the folder holding its hub files)."""
     folder = tmp_path_factory.mktemp("clipseg_repo")
-    return build_clipseg(folder, **SMALL_CLIPSEG), folder
+    return build_clipseg(folder, output_scale=SMALL_OUTPUT_SCALE, **SMALL_CLIPSEG), folder
 
 
 @pytest.fixture

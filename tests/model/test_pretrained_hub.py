@@ -66,7 +66,7 @@ def test_converted_model_matches_transformers_clipseg_through_segmenter(hub, dir
     expected = hf_probabilities(hf_model, image, [f"a photo of a {c}." for c in PROMPTS],
                                 segmenter.model.backbone.tokenizer)
     assert ours.shape == expected.shape == (len(PROMPTS), size, size)
-    assert expected.std() > 0.02, "the random CLIPSeg's maps are flat; the comparison would prove little"
+    assert ((expected > 0.05) & (expected < 0.95)).mean() > 0.5, "saturated maps would prove little"
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4)
 
 
