@@ -39,7 +39,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="stop after this step with a checkpoint (the schedule still spans schedule.max_steps); "
                         "continue later with --resume")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="dotted overrides, e.g. optim.lr=3e-4 loader.batch_size=32 model.overrides.loss.area_weight=0.1")
+                   help="dotted overrides, e.g. optim.lr=3e-4 loader.batch_size=32 "
+                        "model.overrides.loss.area_weight=0.1")
     return p.parse_args(argv)
 
 

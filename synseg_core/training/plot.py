@@ -50,7 +50,8 @@ def plot_metrics(metrics_path: str | Path, out_path: str | Path) -> Path:
             panels.append((f"loss: {term}", [(term, steps, values)]))
     lr_keys = sorted(k for k in train[-1] if k.startswith("lr_"))
     panels.append(("learning rate", [(k.removeprefix("lr_"), *_series(train, k)) for k in lr_keys]))
-    eval_keys = sorted({k for r in evals for k, v in r.items() if isinstance(v, (int, float)) and k not in ("step", "time")})
+    eval_keys = sorted({k for r in evals for k, v in r.items()
+                        if isinstance(v, (int, float)) and k not in ("step", "time")})
     if eval_keys:
         panels.append(("evaluation", [(k, *_series(evals, k)) for k in eval_keys]))
 

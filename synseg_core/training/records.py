@@ -71,7 +71,8 @@ class RunRecords:
 
     def restore(self, counters: dict, step: int) -> None:
         """Counters of a checkpoint at `step`; records written after it are dropped."""
-        self.nonfinite_steps, self.consecutive_nonfinite = counters["nonfinite_steps"], counters["consecutive_nonfinite"]
+        self.nonfinite_steps = counters["nonfinite_steps"]
+        self.consecutive_nonfinite = counters["consecutive_nonfinite"]
         self.empty_batches = counters["empty_batches"]
         # Rank 0 carries the global totals; the other ranks start from zero so the all-reduced sums stay right.
         self.skipped = SkipCounter(counters["skipped"] if self.info.is_main else None)

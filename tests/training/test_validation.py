@@ -49,7 +49,8 @@ def test_tensorboard_events_hold_the_losses_lr_throughput_memory_and_validation(
     events.Reload()
     tags = events.Tags()
     assert {"loss/total", "loss/align", "loss/cont", "loss/back", "loss/sep", "train/images_per_s",
-            "train/rss_mb", "train/grad_norm", "val/miou", "val/threshold", "val/foreground_iou"} <= set(tags["scalars"])
+            "train/rss_mb", "train/grad_norm", "val/miou", "val/threshold",
+            "val/foreground_iou"} <= set(tags["scalars"])
     assert any(t.startswith("lr/") for t in tags["scalars"])
     train_records = read_records(run, "train")
     total = events.Scalars("loss/total")
@@ -70,7 +71,8 @@ def test_best_checkpoint_is_the_best_step_and_matches_a_separate_evaluation(run,
     best = max(evals, key=lambda r: (r["val_miou"], -r["step"]))
     info = read_best_info(run)
     assert (info["step"], info["metric"]) == (best["step"], "val_miou")
-    assert info["score"] == pytest.approx(best["val_miou"]) and info["metrics"]["val_threshold"] == best["val_threshold"]
+    assert info["score"] == pytest.approx(best["val_miou"])
+    assert info["metrics"]["val_threshold"] == best["val_threshold"]
     assert info["validation"]["thresholds"] == THRESHOLDS and info["validation"]["images"] == 6
     step_folder = dict(list_checkpoints(run))[best["step"]]
     a, b = load_file(run / "checkpoints" / "best" / "model.safetensors"), load_file(step_folder / "model.safetensors")
