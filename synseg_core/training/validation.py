@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import ConfigError, replace_inference
+from ..config import ConfigError, InferenceConfig, replace_inference
 from ..deploy.backends.torch_backend import TorchBackend
 from ..evaluation.datasets import SegmentationDataset, build_dataset, list_datasets
 from ..evaluation.demo_frames import foreground_iou
@@ -50,7 +50,8 @@ class Validation:
         data_root: where the dataset came from (for `describe`).
 
     Raises:
-        ValueError: bad protocol or overrides, or a sweep on a dataset without background.
+        ValueError: bad protocol or overrides (ConfigError naming the setting), or a sweep on a dataset without
+            background.
     """
 
     def __init__(self, dataset: SegmentationDataset, *, protocol: str = "tcl", overrides: dict | None = None,
@@ -64,6 +65,7 @@ class Validation:
                                      protocol=protocol, overrides=dict(overrides or {}), limit=limit,
                                      num_visualize=num_images, background_first=dataset.background_first)
         self.thresholds = tuple(float(t) for t in thresholds)
+        replace_inference(InferenceConfig(), **self.settings.overrides)  # bad values fail now, not at step N
 
     def describe(self) -> dict[str, Any]:
         """What decides the scores (a best score is comparable only under the same description)."""

@@ -141,7 +141,7 @@ def test_a_bad_eval_section_exits_2_before_training(data, tmp_path, capsys, extr
     code = train.main(["--config", str(TINY_CONFIG), *tiny_overrides(manifest, tmp_path / "run", 2, **settings)])
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
-    assert not list_checkpoints(tmp_path / "run")
+    assert not list_checkpoints(tmp_path / "run") and not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_validation_scores_like_an_evaluation_of_the_saved_checkpoint(data, tmp_path):
