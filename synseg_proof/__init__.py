@@ -1,4 +1,4 @@
-"""The proof of learning (issue 8): mask-supervised decoder training (stage 2 and the supervised ceiling), the
+"""The proof of learning: mask-supervised decoder training (stage 2 and the supervised ceiling), the
 three-stage chain on synthetic data, its scoring and its report. ``synseg_proof/cli/`` holds the command lines."""
 from .chain import ProofChain
 from .config import ChainConfig, fast_chain, full_chain

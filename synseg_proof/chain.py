@@ -1,4 +1,4 @@
-"""The proof-of-learning chain (issue 8): the paper's three stages in miniature on synthetic data, scored honestly.
+"""The proof-of-learning chain: the paper's three stages in miniature on synthetic data, scored honestly.
 
 Stage 1 = the tiny CLIP (the bundled one, or trained here with `synseg_proof.synthetic.clip_train`); stage 2 = the
 decoder and FiLM trained with masks on the SOURCE domain, whose vocabulary leaves some categories out entirely,
@@ -10,6 +10,7 @@ scored row (marked partial until the last one).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -61,7 +62,7 @@ def proof_model_config(clip_config: dict, cfg: ChainConfig) -> dict:
     """The SynSeg model config of the miniature: the stage-1 CLIP (weights next to the file) and the decoder, at the
     CLIP's input size (whole images at inference: the test images have that size)."""
     size, patch = clip_config["vision_cfg"]["image_size"], clip_config["vision_cfg"]["patch_size"]
-    decoder = dict(cfg.decoder.__dict__)
+    decoder = dataclasses.asdict(cfg.decoder)
     if decoder["upsampler"] == "refined" and (patch // 4) ** 2 != patch:
         # synseg_core.model.decoder's refined upsampler scales by (patch // 4) ** 2, which is the patch size only for
         # CLIPSeg's 16-px patches; other patch sizes get CLIPSeg's simple transposed convolution (scale = patch).

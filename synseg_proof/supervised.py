@@ -2,7 +2,7 @@
 
 Per-pixel binary cross-entropy on (image, category) pairs, for the categories an image contains and for sampled
 absent ones (CLIPSeg trained its decoder with BCE on PhraseCut phrases). The CLIP stays frozen; the optimiser,
-schedule, text cache and resumable checkpoints are the MCCL trainer's (`synseg_core.training`).
+schedule, mixed precision, text cache and resumable checkpoints are the MCCL trainer's (`synseg_core.training`).
 
 The result is written twice: as a synseg checkpoint, and as a CLIPSeg-style decoder state dict
 (``decoder.*`` names, what `synseg_core.model.clipseg_import` reads from Hugging Face's CLIPSeg), so that stage 3
@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,9 @@ from synseg_core.model.clipseg_import import HF_PREFIX
 from synseg_core.config import ConfigError, SynSegConfig, from_dict
 from synseg_core.model.synseg import SynSeg
 from synseg_core.training.config import OptimConfig, ScheduleConfig
+from synseg_core.training.engine import TrainingEngine
 from synseg_core.training.metrics import METRICS_NAME, MetricsLogger
-from synseg_core.training.optim import build_optimizer, build_scheduler
+from synseg_core.training.precision import MixedPrecision, resolve_precision
 from synseg_core.training.state import latest_checkpoint, load_trainer_state, remove_stale_temporaries, save_training_checkpoint
 from synseg_core.training.text import ChunkedTextCache
 from .masks import MaskBatch, MaskPairs
@@ -36,6 +37,7 @@ from .masks import MaskBatch, MaskPairs
 log = logging.getLogger(__name__)
 
 FINAL_DIR = "model"
+CPU = torch.device("cpu")
 CLIPSEG_FILE = "clipseg_decoder.safetensors"
 
 
@@ -56,6 +58,7 @@ class SupervisedConfig:
         keep_last: checkpoints kept.
         log_every: loss record in ``metrics.jsonl`` every N steps.
         num_threads: torch intra-op threads (None = torch's default).
+        precision: autocast of the forward on the CPU ("fp32", "bf16", or "auto" = bf16 on CPUs with native bf16).
     """
 
     batch_size: int = 32
@@ -71,6 +74,7 @@ class SupervisedConfig:
     keep_last: int = 2
     log_every: int = 10
     num_threads: int | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "text_chunk", "checkpoint_every", "keep_last", "log_every"):
@@ -109,9 +113,8 @@ class SupervisedTrainer:
     def __init__(self, model: SynSeg, data: MaskPairs, cfg: SupervisedConfig, out_dir: str | Path):
         self.model, self.data, self.cfg = model.train(), data, cfg
         self.out_dir = Path(out_dir)
-        self.params = list(model.trainable_parameters().values())
-        self.optimizer = build_optimizer(model.trainable_parameters(), cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
+        precision = MixedPrecision(resolve_precision(cfg.precision, CPU, "supervised.precision"), CPU)
+        self.engine = TrainingEngine(model.trainable_parameters(), cfg.optim, cfg.schedule, precision)
         self.text = ChunkedTextCache(model.backbone, cfg.templates, cfg.text_chunk, max(cfg.text_chunk, 4096))
         self.metrics = MetricsLogger(self.out_dir / METRICS_NAME)
         self.step = 0
@@ -123,23 +126,22 @@ class SupervisedTrainer:
             return
         state = load_trainer_state(folder)
         load_checkpoint(folder, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.engine.load_state_dict(state)
         self.step = state["step"]
         self.metrics.truncate_after(self.step)
         log.info("resumed mask-supervised training from %s (step %d)", folder, self.step)
 
     def train_step(self) -> float:
         batch = self.data.batch(self.step, self.cfg.batch_size)
-        loss = mask_loss(self.model, batch, self.text(batch.categories))
+        text = self.text(batch.categories)  # fp32 and cached, as in the MCCL trainer
+        with self.engine.autocast():
+            loss = mask_loss(self.model, batch, text)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"step {self.step}: the mask loss is {loss.item()}; lower optim.lr")
-        loss.backward()
-        if self.cfg.optim.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        grad_norm, applied = self.engine.apply(loss)
+        if not applied:
+            raise FloatingPointError(f"step {self.step}: the gradient norm is {grad_norm}; lower optim.lr")
+        self.engine.scheduler.step()
         self.step += 1
         return loss.item()
 
@@ -154,12 +156,11 @@ class SupervisedTrainer:
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == total:
                     self.metrics.log("train", self.step, loss=sum(window) / len(window),
-                                     lr=self.optimizer.param_groups[0]["lr"])
+                                     lr=self.engine.lr())
                     bar.set_postfix(loss=f"{sum(window) / len(window):.4f}", refresh=False)
                     window = []
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
-                    state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                             "scheduler": self.scheduler.state_dict(), "config": dataclasses.asdict(self.cfg)}
+                    state = {"step": self.step, **self.engine.state_dict(), "config": dataclasses.asdict(self.cfg)}
                     save_training_checkpoint(self.out_dir, self.step, self.model, state, self.cfg.keep_last)
 
 

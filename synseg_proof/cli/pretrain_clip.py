@@ -5,7 +5,8 @@ Example (from the repository root; resumable: run the same command again after a
         --set steps=1200 --set threads=1
 
 Writes OUT/clip.safetensors + OUT/clip_config.json (the open_clip model config), OUT/metrics.json (zero-shot
-colour / shape / stuff accuracy per domain, retrieval recall), OUT/train_log.jsonl and OUT/checkpoint.safetensors.
+colour / shape / stuff accuracy per domain, retrieval recall), OUT/train_log.jsonl and OUT/trainer_state.pt
+(the resumable checkpoint).
 """
 from __future__ import annotations
 

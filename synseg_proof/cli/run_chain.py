@@ -1,8 +1,8 @@
-r"""Run the proof-of-learning chain (issue 8): stage-1 CLIP, stage-2 mask-trained decoder on the source domain,
+r"""Run the proof-of-learning chain: stage-1 CLIP, stage-2 mask-trained decoder on the source domain,
 stage-3 caption-only MCCL on the target domain, evaluation, results table and picture grid.
 
-Examples (from the repository root; 29 minutes on two CPU cores with the bundled stage-1 CLIP, so run it in
-the background):
+Examples (from the repository root; the full chain takes a while even with the bundled stage-1 CLIP, see
+docs/proof_of_learning.md, so run it in the background):
     nohup .venv/bin/python -m synseg_proof.cli.run_chain --out runs/proof > runs/proof.log 2>&1 &
     .venv/bin/python -m synseg_proof.cli.run_chain --out runs/proof --resume     # after an interruption
     .venv/bin/python -m synseg_proof.cli.run_chain --fast --out runs/proof_fast  # CI: tiny everything, minutes

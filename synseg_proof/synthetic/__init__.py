@@ -1,4 +1,4 @@
-"""Synthetic data for the end-to-end proof (issue 8): procedural scenes with captions and pixel ground truth,
+"""Synthetic data for the end-to-end proof: procedural scenes with captions and pixel ground truth,
 split writers, and the stage-1 tiny CLIP pretraining.
 
 The CLIP parts (``clip_model``, ``clip_train``, ``clip_eval``) import torch/open_clip and are not imported here.

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from synseg_core.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, from_dict
+from synseg_core.training.config import OptimConfig, ScheduleConfig
 
 CLIP_WEIGHTS_FILE = "clip.safetensors"
 CLIP_CONFIG_FILE = "clip_config.json"
@@ -48,7 +49,8 @@ class ClipPretrainConfig:
     context_length: int = 24
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    # Optimisation (AdamW, linear warm-up then cosine decay; weight decay skips gains, biases and logit_scale).
+    # Optimisation: the training engine's AdamW (weight decay skips gains, biases and logit_scale), linear warm-up
+    # then cosine decay, no gradient clipping (as CLIP's own training); see `optim_config` / `schedule_config`.
     batch_size: int = 256
     steps: int = 1200
     lr: float = 1e-3
@@ -60,12 +62,13 @@ class ClipPretrainConfig:
     max_logit_scale: float = 100.0  # CLIP clamps the learned temperature at this scale
     # Beyond plain CLIP (NegCLIP-style hard negatives): each image must also prefer its caption over the same
     # caption with one shape word swapped. Colour and stuff separate most pairs of a random batch, so ClipLoss
-    # alone gives shape little gradient (paper_spec.md section 11: 57% shape after 18 minutes). 0 = off.
+    # alone gives shape little gradient (docs/proof_of_learning.md has the stage-1 accuracies). 0 = off.
     shape_swap_weight: float = 1.0
     hflip: bool = True  # captions never say left or right, so mirroring keeps them true
     seed: int = 0
     threads: int = 1  # torch CPU threads used by the CLI
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # autocast of the training forward (fp16: CUDA)
     checkpoint_every: int = 100
     log_every: int = 10
     eval_every: int = 100  # zero-shot accuracy during training, logged with the loss (0 = only at the end)
@@ -93,6 +96,15 @@ class ClipPretrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def optim_config(self) -> OptimConfig:
+        """The AdamW settings of these settings for the training engine."""
+        return OptimConfig(lr=self.lr, projector_lr=self.lr, weight_decay=self.weight_decay, betas=self.betas,
+                           eps=self.eps, grad_clip_norm=None)
+
+    def schedule_config(self) -> ScheduleConfig:
+        """The warm-up + cosine schedule of these settings for the training engine."""
+        return ScheduleConfig(max_steps=self.steps, warmup_steps=self.warmup_steps, min_lr=self.min_lr)
 
 
 def config_with_overrides(base: ClipPretrainConfig, overrides: dict[str, Any]) -> ClipPretrainConfig:

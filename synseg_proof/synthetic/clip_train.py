@@ -1,7 +1,8 @@
 """Stage 1: contrastive pretraining of the tiny CLIP on caption splits (open_clip model and ClipLoss), resumable.
 
-A run folder holds ``checkpoint.safetensors`` (model + AdamW state, step and history in its metadata, rewritten
-atomically every ``checkpoint_every`` steps), ``train_log.jsonl`` and, when done, the exported CLIP
+The optimiser, schedule and mixed precision are the core's training engine (`synseg_core.training.engine`). A run
+folder holds ``trainer_state.pt`` (model, engine state, step, settings and history; rewritten atomically every
+``checkpoint_every`` steps, read back with weights_only=True), ``train_log.jsonl`` and, when done, the exported CLIP
 (``clip.safetensors`` + ``clip_config.json``) and ``metrics.json``. Running again on the same folder resumes from
 the checkpoint; the batch order and flips are functions of (seed, step), so a resumed run sees the same batches.
 """
@@ -21,24 +22,25 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
-from safetensors import safe_open
 from tqdm import tqdm
 
 from synseg_core.config import ConfigError, from_dict
 from synseg_core.training.distributed import resolve_device
+from synseg_core.training.engine import TrainingEngine, write_trainer_state
+from synseg_core.training.precision import MixedPrecision, resolve_precision
+from synseg_core.training.state import STATE_NAME, load_trainer_state
 
 from .captions import swap_shape
 from .clip_eval import evaluate_clip, zero_shot
-from .clip_model import (ClipPretrainConfig, atomic_save_safetensors, build_clip, clip_model_config, export_clip,
-                         load_exported_clip, normalise_images)
+from .clip_model import (ClipPretrainConfig, build_clip, clip_model_config, export_clip, load_exported_clip,
+                         normalise_images)
 from .domains import DomainConfig
 from .writers import INFO_FILE, read_manifest
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
+CHECKPOINT_FILE = STATE_NAME
 LOG_FILE = "train_log.jsonl"
 METRICS_FILE = "metrics.json"
 PROGRESS_INTERVAL_S = 10.0  # tqdm refresh: the bar also goes to log files of long runs
-_META_KEY = "synseg_clip_pretrain"
 # Data-order streams: numpy seeds are (seed, stream, counter) so order and flips never share random numbers.
 _ORDER_STREAM, _FLIP_STREAM, _SWAP_STREAM = 0, 1, 2
 # Settings that do not change what is trained, so a run may resume with other values for them.
@@ -136,59 +138,24 @@ class CaptionBatches:
         return CaptionBatch(normalise_images(images, self.cfg.mean, self.cfg.std), self.tokens[idx], negatives)
 
 
-def learning_rate(cfg: ClipPretrainConfig, step: int) -> float:
-    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def make_optimizer(model: torch.nn.Module, cfg: ClipPretrainConfig) -> torch.optim.AdamW:
-    """AdamW with open_clip's rule: no weight decay on gains, biases, norms and logit_scale."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        skip = param.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name
-        (no_decay if skip else decay).append(param)
-    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": cfg.weight_decay}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-
-
-def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                        cfg: ClipPretrainConfig, history: list[dict[str, float]]) -> None:
-    """Model and optimizer tensors plus step / config / history (JSON metadata) in one safetensors file."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        tensors.update({f"optim.{index}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in state.items()})
-    meta = {"step": step, "config": cfg.to_dict(), "history": history}
-    atomic_save_safetensors(tensors, path, metadata={_META_KEY: json.dumps(meta)})
-
-
-def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        cfg: ClipPretrainConfig) -> tuple[int, list[dict[str, float]]]:
-    """Restore a checkpoint written by :func:`save_training_state`; returns (step, history).
+def load_training_state(folder: Path, model: torch.nn.Module, engine: TrainingEngine,
+                        cfg: ClipPretrainConfig) -> tuple[int, list[dict[str, Any]]]:
+    """Restore the checkpoint in ``folder`` (model, optimiser, schedule, scaler); returns (step, history).
 
     Raises:
         ConfigError: the checkpoint was written with different settings (resuming would mix two runs).
+        CheckpointError: the checkpoint is unreadable or of another format.
     """
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()[_META_KEY])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    changed = sorted(k for k, v in cfg.to_dict().items()
-                     if k not in RESUME_FREE_SETTINGS and json.loads(json.dumps(v)) != meta["config"].get(k))
+    state = load_trainer_state(folder)
+    plain = lambda value: json.loads(json.dumps(value))  # tuples and lists compare equal
+    saved = plain(state["config"])
+    changed = sorted(k for k, v in plain(cfg.to_dict()).items() if k not in RESUME_FREE_SETTINGS and v != saved.get(k))
     if changed:
-        raise ConfigError(f"{path} was written with other settings for {changed}; use a new output folder or "
-                          f"the same settings to resume")
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer_state = optimizer.state_dict()
-    optimizer_state["state"] = state
-    optimizer.load_state_dict(optimizer_state)
-    return int(meta["step"]), list(meta["history"])
+        raise ConfigError(f"{folder / CHECKPOINT_FILE} was written with other settings for {changed}; use a new "
+                          f"output folder or the same settings to resume")
+    model.load_state_dict(state["model"])
+    engine.load_state_dict(state)
+    return int(state["step"]), list(state["history"])
 
 
 def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_dir: str | Path,
@@ -218,10 +185,12 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
     model.to(device)
     data = CaptionBatches(train_dirs, cfg, tokenizer)
     domains = split_domains(train_dirs)
-    optimizer = make_optimizer(model, cfg)
+    precision = MixedPrecision(resolve_precision(cfg.precision, device, setting="precision"), device)
+    engine = TrainingEngine(dict(model.named_parameters()), cfg.optim_config(), cfg.schedule_config(), precision,
+                            part="clip")
     start, history = 0, []
     if (out / CHECKPOINT_FILE).is_file():
-        start, history = load_training_state(out / CHECKPOINT_FILE, model, optimizer, cfg)
+        start, history = load_training_state(out, model, engine, cfg)
     _rewrite_log(out / LOG_FILE, history)
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     clock = _Clock(history[-1]["elapsed_s"] if history else 0.0)
@@ -231,11 +200,12 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
                mininterval=PROGRESS_INTERVAL_S)
     for step in bar:
         batch = data.batch(step).to(device)
-        loss, logit_scale = _train_step(model, optimizer, loss_fn, batch, learning_rate(cfg, step), cfg)
+        lr = engine.lr()
+        loss, logit_scale = _train_step(model, engine, loss_fn, batch, cfg)
         done = step + 1
         evaluate = cfg.eval_every > 0 and done % cfg.eval_every == 0
         if evaluate or done % cfg.log_every == 0 or done == cfg.steps:
-            entry: dict[str, Any] = {"step": done, "loss": loss, "lr": learning_rate(cfg, step),
+            entry: dict[str, Any] = {"step": done, "loss": loss, "lr": lr,
                                      "logit_scale": logit_scale, "elapsed_s": clock.elapsed()}
             if evaluate:
                 entry["zero_shot"] = _progress_zero_shot(model, tokenizer, cfg, domains)
@@ -244,7 +214,8 @@ def train_clip(cfg: ClipPretrainConfig, train_dirs: Sequence[str | Path], out_di
                 log.write(json.dumps(entry) + "\n")
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if done % cfg.checkpoint_every == 0 or done == end:
-            save_training_state(out / CHECKPOINT_FILE, model, optimizer, done, cfg, history)
+            write_trainer_state(out, {"step": done, "model": model.state_dict(), **engine.state_dict(),
+                                      "config": cfg.to_dict(), "history": history})
     if end < cfg.steps:
         return {"history": history, "metrics": None}
     metrics = _export_and_evaluate(model, model_config, cfg, out, domains)
@@ -263,19 +234,17 @@ class _Clock:
         return self.already + time.monotonic() - self.start
 
 
-def _train_step(model: open_clip.CLIP, optimizer: torch.optim.Optimizer, loss_fn: ClipLoss, batch: CaptionBatch,
-                lr: float, cfg: ClipPretrainConfig) -> tuple[float, float]:
-    """One AdamW step on one batch; returns (loss, logit scale)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    image_features, text_features, logit_scale = model(batch.images, batch.tokens)
-    loss = loss_fn(image_features, text_features, logit_scale)
-    if batch.negative_tokens is not None:
-        loss = loss + cfg.shape_swap_weight * shape_swap_loss(
-            image_features, text_features, model.encode_text(batch.negative_tokens, normalize=True), logit_scale)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+def _train_step(model: open_clip.CLIP, engine: TrainingEngine, loss_fn: ClipLoss, batch: CaptionBatch,
+                cfg: ClipPretrainConfig) -> tuple[float, float]:
+    """One engine step on one batch; returns (loss, logit scale)."""
+    with engine.autocast():
+        image_features, text_features, logit_scale = model(batch.images, batch.tokens)
+        loss = loss_fn(image_features, text_features, logit_scale)
+        if batch.negative_tokens is not None:
+            loss = loss + cfg.shape_swap_weight * shape_swap_loss(
+                image_features, text_features, model.encode_text(batch.negative_tokens, normalize=True), logit_scale)
+    engine.apply(loss)
+    engine.scheduler.step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, math.log(cfg.max_logit_scale))
     return float(loss.detach()), float(logit_scale.detach())

@@ -17,8 +17,10 @@ from synseg_proof.synthetic import SceneGenerator, write_split
 from synseg_proof.synthetic.clip_model import (CLIP_CONFIG_FILE, CLIP_WEIGHTS_FILE, FAST_OVERRIDES, ClipPretrainConfig,
                                               config_with_overrides, load_exported_clip)
 from synseg_proof.synthetic.captions import swap_shape
-from synseg_proof.synthetic.clip_train import (CHECKPOINT_FILE, LOG_FILE, METRICS_FILE, CaptionBatches,
-                                              learning_rate, shape_swap_loss)
+from synseg_core.training.engine import TrainingEngine
+from synseg_core.training.precision import MixedPrecision
+from synseg_core.training.state import load_trainer_state
+from synseg_proof.synthetic.clip_train import CHECKPOINT_FILE, LOG_FILE, METRICS_FILE, CaptionBatches, shape_swap_loss
 from synseg_proof.synthetic.vocabulary import SHAPE_PLURALS
 from synseg_proof.cli import pretrain_clip
 
@@ -72,10 +74,15 @@ def test_resumed_run_matches_an_uninterrupted_one(caption_split, tmp_path):
     _run(caption_split, tmp_path / "parts", *settings, stop_at=5)
     assert not (tmp_path / "parts" / CLIP_WEIGHTS_FILE).exists()
     _run(caption_split, tmp_path / "parts", *settings)
-    whole, parts = (load_file(str(tmp_path / p / CHECKPOINT_FILE)) for p in ("whole", "parts"))
-    assert whole.keys() == parts.keys()
-    for key in whole:
-        torch.testing.assert_close(parts[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert (tmp_path / "parts" / CHECKPOINT_FILE).is_file()
+    whole, parts = (load_trainer_state(tmp_path / p) for p in ("whole", "parts"))
+    assert whole["step"] == parts["step"] == 8 and whole["model"].keys() == parts["model"].keys()
+    for key in whole["model"]:
+        torch.testing.assert_close(parts["model"][key], whole["model"][key], rtol=1e-5, atol=1e-6, msg=key)
+    for index, moments in whole["optimizer"]["state"].items():
+        torch.testing.assert_close(parts["optimizer"]["state"][index]["exp_avg"], moments["exp_avg"], rtol=1e-5,
+                                   atol=1e-6)
+    assert parts["scheduler"]["last_epoch"] == whole["scheduler"]["last_epoch"] == 8
     read = lambda p: [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"}
                       for line in (tmp_path / p / LOG_FILE).read_text().splitlines()]
     assert read("parts") == read("whole")
@@ -115,6 +122,8 @@ def test_bad_devices_are_errors_that_name_the_choices(caption_split, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             _run(caption_split, tmp_path, "device=cuda")
+        with pytest.raises(ConfigError, match=r"precision=fp16 needs a CUDA device"):
+            _run(caption_split, tmp_path, "device=cpu", "precision=fp16")
 
 
 @pytest.mark.gpu
@@ -135,9 +144,18 @@ def test_images_of_another_size_are_refused(caption_split, tmp_path):
         _run(caption_split, tmp_path, "image_size=64")
 
 
-def test_learning_rate_warms_up_then_decays_to_the_floor():
+def test_the_engines_learning_rate_warms_up_then_decays_to_the_floor():
     cfg = ClipPretrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-5)
-    rates = [learning_rate(cfg, s) for s in range(cfg.steps + 1)]
+    weight = torch.nn.Parameter(torch.zeros(2, 2))
+    engine = TrainingEngine({"w": weight}, cfg.optim_config(), cfg.schedule_config(),
+                            MixedPrecision("fp32", torch.device("cpu")), part="clip")
+    assert [g["name"] for g in engine.optimizer.param_groups] == ["clip"]
+    assert engine.optimizer.param_groups[0]["weight_decay"] == cfg.weight_decay
+    rates = []
+    for _ in range(cfg.steps + 1):
+        rates.append(engine.lr())
+        engine.apply((weight ** 2).sum())
+        engine.scheduler.step()
     assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
     assert rates[-1] == pytest.approx(1e-5)
