@@ -3,6 +3,10 @@ images and diagnostics parsing."""
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -244,3 +248,57 @@ def start_camera_rigs(ros: RosHarness, namespace: str, cameras: list[str], outpu
             rig.listen(name)
         wait_subscribed(rig.image_pub, f"{rig.camera}/image")
     return rigs
+
+
+def environment(changes: dict | None) -> dict:
+    """This process's environment with `changes` applied (a value of None removes the variable), unbuffered."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(changes or {})}
+    return {name: value for name, value in env.items() if value is not None}
+
+
+class NodeProcess:
+    """`synseg_node` in its own process, as deployed (`main()` and its exit status), its output lines collected.
+
+    Args:
+        params: ROS parameters given as `-p name:=value` (values in ROS's YAML syntax).
+        env: extra environment variables (e.g. a Fast DDS profile; None removes one).
+        ros_args: further `--ros-args` arguments (e.g. `-r __ns:=/robot`).
+    """
+
+    def __init__(self, params: dict, env: dict | None = None, ros_args: list[str] | None = None):
+        args = [item for name, value in params.items() for item in ("-p", f"{name}:={value}")]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from synseg_ros.node import main; sys.exit(main())",
+             "--ros-args", *args, *(ros_args or [])],
+            env=environment(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, needle: str, timeout: float = 4 * WAIT_S) -> None:
+        """Wait until a line contains `needle`; fail with the output when the process ends or time runs out."""
+        wait_until(lambda: needle in self.output or self.process.poll() is not None, timeout, repr(needle))
+        if needle not in self.output:
+            time.sleep(0.5)  # the reader may still hold the last lines
+            assert needle in self.output, self.output
+
+    def stop(self, timeout: float = WAIT_S) -> int:
+        """SIGINT (as Ctrl-C), then the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+        finally:
+            self._reader.join(timeout=5)

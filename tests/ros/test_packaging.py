@@ -98,17 +98,22 @@ def test_launch_description_loads_and_starts_the_node_with_the_parameter_file():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     arguments = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    assert {"params_file", "namespace", "image", "query_topic", "checkpoint", "backend", "cameras"} <= arguments
+    assert {"params_file", "namespace", "image", "query_topic", "checkpoint", "backend", "cameras", "device",
+            "precision", "categories", "log_level", "use_sim_time", "dds_profile"} <= arguments
     context = LaunchContext()
     params_file = str(REPO / "config" / "synseg.yaml")
+    profile = str(REPO / "config" / "fastdds_large_frames.xml")
     context.launch_configurations.update(params_file=params_file, namespace="", image="/cam/image_raw",
-                                         query_topic="", checkpoint="", backend="torch", cameras="")
+                                         query_topic="", checkpoint="", backend="torch", cameras="", device="",
+                                         precision="", categories="", use_sim_time="", log_level="debug",
+                                         dds_profile=profile)
     [node] = module._node(context)
     assert node.node_package == "synseg_ros" and node.node_executable == "synseg_node"
     node._perform_substitutions(context)
     assert params_file in str(node._Node__parameters) and "'backend': 'torch'" in str(node._Node__parameters)
     assert "checkpoint" not in str(node._Node__parameters)  # not given, so the YAML value stays
-    assert "cameras" not in str(node._Node__parameters)
+    assert "cameras" not in str(node._Node__parameters) and "use_sim_time" not in str(node._Node__parameters)
+    assert profile in str(node.additional_env) and "debug" in str(node._Node__ros_arguments)
     context.launch_configurations.update(cameras="front, rear,left")
     [node] = module._node(context)
     node._perform_substitutions(context)
