@@ -41,6 +41,9 @@ if ! "$py" -c "import synseg_core, synseg_ros, rclpy" 2>/dev/null; then
 fi
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( $$ % 100 + 100 ))}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# The robot's path: the player is a separate camera process sending 640x480 frames best effort; both processes use
+# the shipped Fast DDS profile (README: "Camera images over DDS"), as the launch file does for the node.
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$root/config/fastdds_large_frames.xml}"
 mkdir -p "$out"
 
 if [ "$openai" -eq 1 ]; then
@@ -60,7 +63,7 @@ node_cmd=("$venv/bin/synseg_node")
 [ -x "${node_cmd[0]}" ] || node_cmd=("$py" -c "from synseg_ros.node import main; main()")
 echo "[demo] starting the synseg node (model $model, ROS_DOMAIN_ID $ROS_DOMAIN_ID)"
 "${node_cmd[@]}" --ros-args --params-file "$root/config/synseg.yaml" --params-file "$params" \
-  -p "checkpoint:=$model" -r "image:=/synseg_demo/image" > "$out/node.log" 2>&1 &
+  -p "checkpoint:=$model" -p image_reliability:=best_effort -r "image:=/synseg_demo/image" > "$out/node.log" 2>&1 &
 node_pid=$!
 stop_node() {
   if kill -0 "$node_pid" 2>/dev/null; then

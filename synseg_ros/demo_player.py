@@ -4,8 +4,12 @@ one frame at a time, saves the overlays and label images it gets back, prints pe
 
     python -m synseg_ros.demo_player --frames synseg_core/resources/demo/frames --out runs/demo
 
-Latency is measured from publishing a frame to receiving its label image (matched by the header stamp), so it
-includes DDS transport, conversion, inference and output building.
+It plays the part of a robot's camera driver: a separate process publishing camera-size frames (every frame is
+resized to --size, 640x480 by default; ground truth with nearest-neighbour) with sensor-data QoS (best effort), so
+the demo runs the path a robot uses (scripts/demo.sh gives both processes the shipped Fast DDS profile). A frame
+without an answer is sent again after --resend-after seconds (best effort may lose one). Latency is measured from
+publishing a frame to receiving its label image (matched by the header stamp), so it includes DDS transport,
+conversion, inference and output building.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import rclpy
 from lifecycle_msgs.srv import GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
@@ -49,8 +53,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="play only the first N frames")
     p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the node to be ready")
     p.add_argument("--frame-timeout", type=float, default=60.0, help="seconds to wait for each frame's outputs")
+    p.add_argument("--resend-after", type=float, default=5.0, help="send a frame again after this many seconds "
+                   "without an answer")
+    p.add_argument("--size", type=frame_size, default=(640, 480), metavar="WxH",
+                   help="publish every frame at this size (default 640x480, a camera's)")
     p.add_argument("--node-pid", type=int, help="stop waiting when this process (the node) has exited")
     return p.parse_args(argv)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 640x480") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be >= 1")
+    return width, height
+
+
+def resized(frames, size: tuple[int, int]):
+    """The frames (and their ground truth, nearest-neighbour) resized to `size` (width, height)."""
+    frames.images = [cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) for image in frames.images]
+    if frames.labels is not None:
+        frames.labels = [cv2.resize(labels.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+                         for labels in frames.labels]
+    return frames
 
 
 class DemoPlayer(Node):
@@ -61,7 +89,7 @@ class DemoPlayer(Node):
         self._lock = threading.Lock()
         self._received: dict[str, dict[tuple[int, int], tuple[float, Image]]] = {"labels": {}, "overlay": {}}
         self._label_info: list[str] | None = None
-        self.image_pub = self.create_publisher(Image, image_topic, RELIABLE)
+        self.image_pub = self.create_publisher(Image, image_topic, qos_profile_sensor_data)
         self.query_pub = self.create_publisher(String, query_topic, LATCHED)
         for kind in self._received:
             self.create_subscription(Image, f"{node}/{kind}", lambda msg, k=kind: self._keep(k, msg), RELIABLE)
@@ -92,17 +120,22 @@ class DemoPlayer(Node):
             announced = self._label_info == categories
         return announced and self.image_pub.get_subscription_count() > 0
 
-    def play(self, rgb: np.ndarray, timeout: float) -> tuple[float, Image, Image] | None:
-        """Publish one frame and wait for its label and overlay images: (latency s, labels msg, overlay msg)."""
+    def play(self, rgb: np.ndarray, timeout: float, resend_after: float) -> tuple[float, Image, Image] | None:
+        """Publish one frame and wait for its label and overlay images: (latency s, labels msg, overlay msg).
+        Unanswered, the frame is sent again every `resend_after` seconds; latency counts from the first send."""
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=FRAME_ID)
         key = (header.stamp.sec, header.stamp.nanosec)
-        start = time.perf_counter()
-        self.image_pub.publish(array_to_image(rgb, "rgb8", header))
-        while time.perf_counter() - start < timeout:
+        msg = array_to_image(rgb, "rgb8", header)
+        first = start = time.perf_counter()
+        self.image_pub.publish(msg)
+        while time.perf_counter() - first < timeout:
+            if time.perf_counter() - start > resend_after:
+                start = time.perf_counter()
+                self.image_pub.publish(msg)
             with self._lock:
                 labels, overlay = self._received["labels"].get(key), self._received["overlay"].get(key)
             if labels and overlay:
-                return labels[0] - start, labels[1], overlay[1]
+                return labels[0] - first, labels[1], overlay[1]
             time.sleep(POLL_S)
         return None
 
@@ -131,7 +164,7 @@ def wait_for(predicate, timeout: float, pid: int | None = None) -> bool:
 
 
 def run(args: argparse.Namespace, player: DemoPlayer) -> int:
-    frames = read_demo_frames(args.frames)
+    frames = resized(read_demo_frames(args.frames), args.size)
     query = [c.strip() for c in args.query.split(",")] if args.query else frames.query
     if not query:
         print("demo_player: error: no query (give --query or a query.txt in the frame folder)", file=sys.stderr)
@@ -153,7 +186,7 @@ def run(args: argparse.Namespace, player: DemoPlayer) -> int:
     count = len(frames.names) if args.limit is None else min(args.limit, len(frames.names))
     latencies, predictions, missed = [], [], []
     for name, image in zip(frames.names[:count], frames.images[:count]):
-        got = player.play(image, args.frame_timeout)
+        got = player.play(image, args.frame_timeout, args.resend_after)
         if got is None:
             missed.append(name)
             print(f"frame {name}: no output within {args.frame_timeout:.0f} s")
