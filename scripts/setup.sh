@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="${SYNSEG_VENV:-$root/.venv}"
 python="${SYNSEG_PYTHON:-python3.11}"
-reqs=(requirements/core.txt requirements/ros.txt requirements/dev.txt requirements/lock.txt)
+reqs=(requirements/runtime.txt requirements/train.txt requirements/ros.txt requirements/dev.txt requirements/lock.txt)
 stamp="$venv/.synseg-requirements.sha256"
 want="$(cat "${reqs[@]}" pyproject.toml | sha256sum | cut -d' ' -f1)"
 
@@ -24,7 +24,8 @@ install_requirements() {
   fi
   step "installing pinned requirements (${reqs[*]})"
   "$venv/bin/python" -m pip install --quiet --no-warn-script-location \
-      -c requirements/lock.txt -r requirements/core.txt -r requirements/ros.txt -r requirements/dev.txt \
+      -c requirements/lock.txt -r requirements/runtime.txt -r requirements/train.txt -r requirements/ros.txt \
+      -r requirements/dev.txt \
       2> >(grep -v "is neither a file nor a directory" >&2) \
     || fail "pip install of the requirements (see the pip output above)"
   step "installing synseg (editable)"
