@@ -26,9 +26,8 @@ from typing import Sequence
 from synseg_core.config import ConfigError
 from synseg_core.model.checkpoint import CheckpointError
 from synseg_core.outputs import OutputError, describe_os_error
-from synseg_core.training import TrainingError, load_train_config, run_training
+from synseg_core.training import DataError, TrainingError, load_train_config, run_training
 from synseg_core.training.distributed import env_dist_info
-from synseg_core.training.records import DataError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
