@@ -4,8 +4,8 @@ ONNX Runtime on the CPU).
     python training/export.py --checkpoint CKPT --input-size 448 --out model.onnx [--precision fp32|fp16|int8]
 
 Tracing runs on the CPU whatever the machine has (the graph does not depend on the device). Exit status: 0 done,
-2 bad input (checkpoint, size, an --out that cannot be written); --out is checked before the model is loaded and
-written atomically.
+2 bad input (checkpoint, size, an --out that cannot be written or lacks room for the model's weights); --out is
+checked before the model is loaded (its free space once the model's size is known) and written atomically.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 from synseg_core.deploy.capabilities import EXPORT_PRECISIONS
 from synseg_core.deploy.export import ExportError, export_onnx, read_export_info
 from synseg_core.inference.segmenter import resolve_model_source
-from synseg_core.outputs import OutputError, check_writable_file, describe_os_error
+from synseg_core.outputs import OutputError, check_writable_dir, check_writable_file, describe_os_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         check_writable_file(args.out, what="--out")
         print(f"[export] loading {args.checkpoint}", flush=True)
         model = resolve_model_source(args.checkpoint)
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())  # the fp32 export's size
+        check_writable_dir(Path(args.out).parent, weights, what="the folder of --out")
         size = args.input_size or model.cfg.inference.window or model.cfg.inference.short_side
         print(f"[export] tracing the image path at {size}x{size} ({args.precision}) ...", flush=True)
         start = time.perf_counter()

@@ -41,3 +41,11 @@ def test_an_output_that_cannot_be_written_is_exit_2(cli, unwritable_dir, tmp_pat
     assert "Traceback" not in captured.err and str(folder) in captured.err, captured.err
     if cli == "export":  # checked before the model is loaded and traced
         assert reason in captured.err and "[export] loading" not in captured.out
+
+
+def test_export_without_room_for_the_model_is_refused_before_tracing(tmpfs, capsys):
+    small = tmpfs.mount("small", size="1m")  # the tiny model's fp32 weights take about 3.7 MB
+    assert CLIS["export"].main(["--checkpoint", "tiny-test", "--out", str(small / "x.onnx")]) == 2
+    captured = capsys.readouterr()
+    assert "MiB needed" in captured.err and "tracing" not in captured.out, captured
+    assert not list(small.iterdir())
