@@ -7,12 +7,15 @@
 #   scripts/demo.sh --short          # 3 frames (CI)
 #   scripts/demo.sh --out DIR --query "red circle, green star"
 #   scripts/demo.sh --demo DIR      # another demo folder (model/, frames/, node_params.yaml)
-#   scripts/demo.sh --openai         # needs internet: open_clip ViT-B/16 `openai` + CLIPSeg decoder on real photos
-#   scripts/demo.sh --openai --model-config tiny-test --clipseg FILE --photos-dir DIR   # the same path offline
+#   scripts/demo.sh --model clipseg-rd64-refined --photos DIR   # a real model on your photos: fetched and converted
+#                                    # on first use where online, or copied over (synseg-model download; README)
+#   scripts/demo.sh --model CKPT_DIR --photos DIR --query "cup, table"   # any checkpoint folder
 #
-# Options after --openai go to synseg_proof/cli/make_openai_demo.py. Environment: SYNSEG_VENV (default .venv),
-# ROS_DOMAIN_ID (default: one per shell), SYNSEG_DEMO_TIMEOUT_S (seconds to wait for the node, default 300).
+# Environment: SYNSEG_VENV (default .venv), ROS_DOMAIN_ID (default: one per shell), SYNSEG_DEMO_TIMEOUT_S (seconds to
+# wait for the node, default 300), SYNSEG_MODEL_DIR (converted models, default ~/.cache/synseg/models).
 set -euo pipefail
+caller="$PWD"
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }  # paths as the caller gave them
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="${SYNSEG_VENV:-$root/.venv}"
@@ -21,16 +24,18 @@ demo="$root/synseg_core/resources/demo"
 out="$root/runs/demo"
 limit=()
 query=()
-openai=0
-openai_args=()
+model_arg=""
+photos=""
+photo_query="person, chair, table, floor, wall, cat, dog, car"  # --model's default query (real-world things)
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) limit=(--limit 3); shift ;;
     --out) out="$2"; shift 2 ;;
     --query) query=(--query "$2"); shift 2 ;;
     --demo) demo="$(cd "$2" && pwd)"; shift 2 ;;
-    --openai) openai=1; shift; openai_args=("$@"); break ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --model) model_arg="$2"; [ -d "$(abs "$2")" ] && model_arg="$(abs "$2")"; shift 2 ;;
+    --photos) photos="$(abs "$2")"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "[demo] unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,15 +51,25 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST
 export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$root/config/fastdds_large_frames.xml}"
 mkdir -p "$out"
 
-if [ "$openai" -eq 1 ]; then
-  assets="$out/assets"
-  echo "[demo] preparing the --openai assets in $assets"
-  "$py" -m synseg_proof.cli.make_openai_demo --out "$assets" "${openai_args[@]}"
-  model="$assets/model"; frames="$assets/frames"; params="$assets/node_params.yaml"
+if [ -n "$model_arg" ]; then
+  [ -d "$photos" ] || { echo "[demo] --model needs --photos DIR (a folder of .jpg/.png photos)" >&2; exit 2; }
+  model="$model_arg"
+  if [ ! -d "$model_arg" ]; then  # a pretrained model's name: fetched and converted once, then used from the cache
+    echo "[demo] getting the pretrained model $model_arg"
+    "$py" -m synseg_core.model.cli download "$model_arg"
+  fi
+  frames="$out/frames"
+  rm -rf "$frames" && mkdir -p "$frames/images"
+  find "$photos" -maxdepth 1 -type f \( -iname '*.png' -o -iname '*.jpg' -o -iname '*.jpeg' \) \
+    -exec ln -s {} "$frames/images/" \;
+  [ -n "$(ls -A "$frames/images")" ] || { echo "[demo] $photos holds no .png/.jpg/.jpeg photos" >&2; exit 2; }
+  echo "$photo_query" > "$frames/query.txt"
+  params="$out/node_params.yaml"  # the query comes on the query topic; inference settings are the model's own
+  printf '/**:\n  ros__parameters:\n    categories: ""\n' > "$params"
 else
   model="$demo/model"; frames="$demo/frames"; params="$demo/node_params.yaml"
 fi
-if [ ! -f "$model/config.json" ]; then
+if [ -z "$model_arg" ] && [ ! -f "$model/config.json" ]; then
   echo "[demo] no model at $model (see synseg_proof/cli/make_demo_assets.py)" >&2
   exit 2
 fi

@@ -33,6 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     d = sub.add_parser("download", help="fetch and convert a registered model")
     d.add_argument("name", help=f"one of {list_pretrained()}")
     d.add_argument("--out", help="folder to write NAME/ into (default: the model folder)")
+    d.add_argument("--force", action="store_true", help="fetch and convert again even when NAME/ is there")
     i = sub.add_parser("import-clipseg", help="convert Hugging Face CLIPSeg files copied by hand")
     i.add_argument("--weights", required=True, help="the CLIPSeg model.safetensors (or a weights_only .bin)")
     i.add_argument("--config", help="its config.json (default: Hugging Face's CLIPSeg defaults, which match "
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list()
         elif args.command == "download":
-            print(f"model {args.name!r} is ready in {download_pretrained(args.name, args.out)}")
+            print(f"model {args.name!r} is ready in {download_pretrained(args.name, args.out, force=args.force)}")
         elif args.command == "import-clipseg":
             print(f"model {args.name!r} is ready in {_import(args)}")
         else:

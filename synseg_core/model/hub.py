@@ -129,10 +129,16 @@ def _write_atomically(model, out: Path, provenance: dict) -> Path:
     return out
 
 
-def download_pretrained(name: str | PretrainedModel, out: str | Path | None = None, *, endpoint: str | None = None,
-                        hf_cache: str | Path | None = None) -> Path:
-    """Fetch and convert a registered model into `out`/<name> (default: the model folder); returns that folder."""
+def download_pretrained(name: str | PretrainedModel, out: str | Path | None = None, *, force: bool = False,
+                        endpoint: str | None = None, hf_cache: str | Path | None = None) -> Path:
+    """Fetch and convert a registered model into `out`/<name> (default: the model folder); returns that folder.
+
+    A model already converted there is kept as it is unless `force`."""
     entry = name if isinstance(name, PretrainedModel) else get_pretrained(name)
+    found = cached_model(entry.name, out)
+    if found is not None and not force:
+        log.info("pretrained model %r is already converted in %s", entry.name, found)
+        return found
     try:
         paths, commit = fetch_files(entry, endpoint=endpoint, hf_cache=hf_cache)
     except ModelUnavailableError as exc:

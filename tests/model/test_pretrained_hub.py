@@ -77,7 +77,9 @@ def test_a_second_use_is_served_from_the_caches(hub, dirs):
     hub.hub.requests.clear()
     assert resolve_pretrained(NAME, dirs[0]) == dirs[0] / NAME
     assert hub.hub.requests == []  # a converted model is used as it is
-    _download(hub, dirs)  # converting again: the hub client only checks metadata, the bytes come from its cache
+    assert _download(hub, dirs) == dirs[0] / NAME and hub.hub.requests == []  # downloading again: nothing to do
+    # Forced: converted again; the hub client only checks metadata, the bytes come from its cache.
+    download_pretrained(NAME, dirs[0], force=True, endpoint=hub.url, hf_cache=dirs[1])
     assert [r[0] for r in hub.hub.requests] == ["HEAD", "HEAD"]
 
 

@@ -1,6 +1,7 @@
 """scripts/demo.sh, the main job, end to end: the real node (console script) over DDS with the bundled demo model,
 the player publishing frames and a query, overlays and label images saved, latency printed, a clean exit; and
-the --openai path offline (tiny random-weight CLIP, random CLIPSeg decoder, local photos)."""
+--model with a pretrained model's name on a folder of photos (a small random-weight CLIPSeg converted into the
+model folder, offline)."""
 import os
 import re
 import subprocess
@@ -12,8 +13,11 @@ import torch
 from PIL import Image
 
 from synseg_core import create_model, save_checkpoint
+from synseg_core.model.cli import main as synseg_model
+from synseg_core.model.hub import MODEL_DIR_ENV
 from synseg_core.evaluation.datasets import read_label
 from synseg_proof.demo_assets import DEMO_DIR, read_demo_frames, write_demo_frames, write_node_params
+from tests.model.clipseg_files import SMALL_CLIPSEG, SMALL_OUTPUT_SCALE, build_clipseg
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT_FRAMES = 3
@@ -48,14 +52,29 @@ def test_short_demo_masks_cover_the_queried_objects(tmp_path):
     assert inter / union >= 0.5, f"foreground IoU {inter / union:.3f} of the demo's label images vs ground truth"
 
 
-def test_openai_mode_runs_offline_with_random_weight_models(tmp_path, clipseg_file, photos):
-    run = _demo(tmp_path, "--openai", "--model-config", "tiny-test", "--clipseg", str(clipseg_file),
-                "--photos-dir", str(photos), domain_offset=1)
+def test_model_mode_runs_a_pretrained_model_by_name_on_photos(tmp_path, photos, monkeypatch):
+    repo = tmp_path / "repo"
+    build_clipseg(repo, output_scale=SMALL_OUTPUT_SCALE, **SMALL_CLIPSEG)
+    assert synseg_model(["import-clipseg", "--weights", str(repo / "model.safetensors"), "--config",
+                         str(repo / "config.json"), "--out", str(tmp_path / "models")]) == 0
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # converted already: nothing is fetched
+    run = _demo(tmp_path / "out", "--model", "clipseg-rd64-refined", "--photos", str(photos), domain_offset=1)
     assert run.returncode == 0, run.stdout + run.stderr
-    written = sorted(p.name for p in (tmp_path / "overlay").iterdir())
-    assert written == ["photo_00.png", "photo_01.png"]
-    assert (tmp_path / "assets" / "model" / "config.json").is_file()
+    written = sorted(p.name for p in (tmp_path / "out" / "overlay").iterdir())
+    assert written == sorted(p.name.replace(".jpg", ".png") for p in photos.iterdir())
     assert "summary: 2/2 frames" in run.stdout
+    assert "mask_threshold 0.5 (checkpoint)" in (tmp_path / "out" / "node.log").read_text()
+
+
+def test_model_mode_without_photos_or_model_exits_2(tmp_path, monkeypatch):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = _demo(tmp_path / "a", "--model", "clipseg-rd64-refined")
+    assert run.returncode == 2 and "--model needs --photos DIR" in run.stderr
+    (tmp_path / "photos").mkdir()
+    run = _demo(tmp_path / "b", "--model", "clipseg-rd64-refined", "--photos", str(tmp_path / "photos"))
+    assert run.returncode == 2 and "synseg-model download clipseg-rd64-refined --out DIR" in run.stderr
 
 
 def test_a_model_that_does_not_load_fails_fast_with_the_nodes_error(tmp_path):
