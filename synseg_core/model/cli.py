@@ -88,6 +88,8 @@ def _import(args: argparse.Namespace) -> Path:
 
 def _info(source: str, verify: bool) -> None:
     folder = cached_model(source) or Path(source)
+    if source in REGISTRY and not folder.exists():
+        raise CheckpointError(f"{source!r} is not converted in {model_dir()}: run `synseg-model download {source}`")
     cfg, meta = read_checkpoint_config(folder)
     folder = folder.parent if folder.suffix == ".safetensors" else folder
     verified = ("skipped (--no-verify)" if not verify else

@@ -120,3 +120,5 @@ def test_info_describes_and_verifies(hub, tmp_path, capsys, monkeypatch):
     shutil.rmtree(folder)
     assert main(["info", str(folder)]) == 2
     assert "checkpoint folder not found" in capsys.readouterr().err
+    assert main(["info", NAME]) == 2
+    assert f"not converted in {tmp_path / 'models'}: run `synseg-model download {NAME}`" in capsys.readouterr().err

@@ -28,8 +28,9 @@ def test_full_size_clipseg_converts_and_matches_transformers(tmp_path):
     del fake  # the served bytes
     segmenter = Segmenter.from_checkpoint(folder)
     clip = segmenter.model.cfg.backbone.clip_config
-    assert (clip["vision_cfg"]["width"], clip["vision_cfg"]["layers"], clip["vision_cfg"]["patch_size"]) == (768, 12, 16)
-    assert (clip["text_cfg"]["width"], clip["text_cfg"]["layers"], clip["embed_dim"]) == (512, 12, 512)
+    vision, text = clip["vision_cfg"], clip["text_cfg"]
+    assert (vision["width"], vision["layers"], vision["patch_size"]) == (768, 12, 16)
+    assert (text["width"], text["layers"], clip["embed_dim"]) == (512, 12, 512)
     segmenter.inference = replace_inference(segmenter.inference, short_side=VIT_B16_SIZE, window=None)
     image = np.random.default_rng(0).integers(0, 256, (VIT_B16_SIZE, VIT_B16_SIZE, 3), dtype=np.uint8)
     prompts = ["cat", "sofa"]
