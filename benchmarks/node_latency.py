@@ -1,18 +1,23 @@
-"""End-to-end latency of the synseg node against in-process `Segmenter.segment` (issue 6), and the node's memory.
+"""The robot path: end-to-end latency of the synseg node against the in-process `Segmenter.segment` call and the
+transport floor, side by side in one run, and the node's memory.
 
-    python -m benchmarks.node_latency [--models tiny-test vitb16-rd64-refined] [--frames 20] [--all-outputs]
+    python -m benchmarks.node_latency [--models tiny-test vitb16-rd64-refined] [--frames 20] [--no-profile]
 
-For each model, the node runs as its own process (`synseg_node` exactly as deployed, backend torch on CPU) and
-this process publishes 640x480 rgb8 frames and times image published -> ~/labels received, one frame in flight
-at a time. Interleaved with it, frame by frame, this process times `Segmenter.segment` on the same frames with
-the same model architecture and inference settings (K = 10). Printed per model: medians, the overhead in ms and
-as a ratio (targets: at most 10 % and at most 10 ms), the node's own stage latencies from /diagnostics, and its
-resident memory (RSS now and peak). ViT-B/16 uses random weights ("pretrained" disabled): timing only.
+Three processes, as on a robot: this one plays the camera driver, publishing 640x480 rgb8 frames best effort
+(sensor-data QoS); `synseg_node` (backend torch on the CPU, K = 10, the model's own inference settings) answers on
+~/labels; an echo process answers each frame with a 640x480 mono8 image, which is what the node's answer costs in
+transport alone. Every process uses the shipped Fast DDS profile (config/fastdds_large_frames.xml) unless
+--no-profile. Frame by frame, interleaved so all three see the same machine load, this process times: the
+in-process `Segmenter.segment` call (same model, settings and frame, on a worker thread as the node runs it), the
+node end to end (frame published -> labels received) and the echo round trip. Printed per model: medians, the
+node's overhead (end to end minus in-process) against the target (transport floor + 3 ms), the node's own stage
+latencies from /diagnostics (where the rest goes), and its resident memory. ViT-B/16 uses random weights.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,18 +32,19 @@ import psutil
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from tqdm import tqdm
 
 from benchmarks.common import machine_description, ros_environment
 from synseg_core import Segmenter, get_model_config
+from synseg_ros.dds import PROFILE_VARIABLE, shipped_profile_path
 from synseg_ros.image_conversion import array_to_image
 
 REPO = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-OUTPUTS = ("labels", "masks", "confidence", "overlay")
+RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+TARGET_MARGIN_MS = 3.0  # the node may add at most this much beyond the transport floor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,8 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--categories", type=int, default=10, help="K")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
-    p.add_argument("--all-outputs", action="store_true", help="also subscribe to masks, confidence and overlay")
+    p.add_argument("--no-profile", action="store_true", help="Fast DDS defaults in every process")
     p.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the node")
+    p.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the echo process's role
     return p.parse_args(argv)
 
 
@@ -64,23 +71,37 @@ def model_config_file(name: str, folder: Path) -> Path:
     return path
 
 
-class NodeProcess:
-    """`synseg_node` in its own process with the given parameters."""
+def echo() -> int:
+    """The echo process: answers every image on /bench/echo_in with a mono8 image of its size on /bench/echo."""
+    rclpy.init()
+    node = rclpy.create_node("node_latency_echo")
+    pub = node.create_publisher(Image, "/bench/echo", RELIABLE)
 
-    def __init__(self, params: dict, env: dict):
-        args = [item for name, value in params.items() for item in ("-p", f"{name}:={value}")]
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from synseg_ros.node import main; main()", "--ros-args", *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def answer(msg: Image) -> None:
+        pub.publish(Image(header=msg.header, height=msg.height, width=msg.width, encoding="mono8", step=msg.width,
+                          data=bytes(msg.height * msg.width)))
+    node.create_subscription(Image, "/bench/echo_in", answer, qos_profile_sensor_data)
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+class Process:
+    """A child process whose output is collected."""
+
+    def __init__(self, command: list[str], env: dict):
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
 
     def memory_mib(self) -> tuple[float, float]:
-        """(RSS now, peak RSS) of the node process in MiB."""
+        """(RSS now, peak RSS) in MiB."""
         rss = psutil.Process(self.process.pid).memory_info().rss
         with open(f"/proc/{self.process.pid}/status") as f:
             peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
@@ -94,16 +115,25 @@ class NodeProcess:
             self.process.kill()
 
 
-class Client:
-    """Publishes frames to the node and times the arrival of the outputs."""
+def node_process(params: dict, env: dict) -> Process:
+    args = [item for name, value in params.items() for item in ("-p", f"{name}:={value}")]
+    return Process([sys.executable, "-c", "import sys; from synseg_ros.node import main; sys.exit(main())",
+                    "--ros-args", "-r", "image:=/bench/image", *args], env)
 
-    def __init__(self, context, outputs: tuple[str, ...]):
-        self.node = rclpy.create_node("node_latency_bench", context=context)
-        self.pub = self.node.create_publisher(Image, "/image", RELIABLE)
-        self.arrivals: dict[str, dict[int, float]] = {name: {} for name in outputs}
+
+class Camera:
+    """Publishes frames best effort and times the answers on the node's ~/labels and the echo topic."""
+
+    def __init__(self, context):
+        self.node = rclpy.create_node("node_latency_camera", context=context)
+        # One input topic each, so the node never sees the echo's frames and the other way round.
+        self.pubs = {"node": self.node.create_publisher(Image, "/bench/image", qos_profile_sensor_data),
+                     "echo": self.node.create_publisher(Image, "/bench/echo_in", qos_profile_sensor_data)}
+        self.arrivals: dict[str, dict[int, float]] = {"node": {}, "echo": {}}
+        self._arrived_event = threading.Condition()
         self.diagnostics: list[DiagnosticArray] = []
-        for name in outputs:
-            self.node.create_subscription(Image, f"/synseg/{name}", lambda m, n=name: self._arrived(n, m), RELIABLE)
+        for name, topic in (("node", "/synseg/labels"), ("echo", "/bench/echo")):
+            self.node.create_subscription(Image, topic, lambda m, n=name: self._arrived(n, m), RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
@@ -111,20 +141,21 @@ class Client:
         self._spinner.start()
 
     def _arrived(self, name: str, msg: Image) -> None:
-        self.arrivals[name][msg.header.stamp.sec] = time.perf_counter()
+        arrived = time.perf_counter()  # taken first: the waiting thread's wake-up is not part of the latency
+        with self._arrived_event:
+            self.arrivals[name][msg.header.stamp.sec] = arrived
+            self._arrived_event.notify_all()
 
-    def roundtrip(self, msg: Image, index: int, timeout: float) -> float | None:
-        """Seconds from publishing frame `index` until every subscribed output of it arrived (None on timeout)."""
+    def roundtrip(self, msg: Image, index: int, answerer: str, timeout: float) -> float | None:
+        """Seconds from publishing frame `index` until `answerer` ("node" or "echo") answered it (None: timeout)."""
         msg.header.stamp.sec = index
         start = time.perf_counter()
-        self.pub.publish(msg)
-        deadline = start + timeout
-        while time.perf_counter() < deadline:
-            done = [arrivals.get(index) for arrivals in self.arrivals.values()]
-            if all(done):
-                return max(done) - start
-            time.sleep(0.0002)
-        return None
+        self.pubs[answerer].publish(msg)
+        # Blocking, not polling: a polling loop would take CPU from the node on a small machine.
+        with self._arrived_event:
+            if not self._arrived_event.wait_for(lambda: index in self.arrivals[answerer], timeout):
+                return None
+            return self.arrivals[answerer][index] - start
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5)
@@ -133,99 +164,119 @@ class Client:
 
 
 def timed_segment(segmenter: Segmenter, rgb: np.ndarray, categories: list[str]) -> float:
-    """Seconds of one in-process `Segmenter.segment` call."""
+    """Seconds of one in-process `Segmenter.segment` call, asking for what the node asks for."""
     start = time.perf_counter()
-    segmenter.segment(rgb, categories)
+    segmenter.segment(rgb, categories, probabilities=False)
     return time.perf_counter() - start
 
 
-def stage_latencies(diagnostics: list[DiagnosticArray]) -> dict[str, str]:
+def stage_latencies(diagnostics: list[DiagnosticArray]) -> dict[str, float]:
     for array in reversed(diagnostics):
         for status in array.status:
             values = {kv.key: kv.value for kv in status.values}
             if "latency_total_ms" in values:
-                return {k: v for k, v in values.items() if k.startswith("latency_")}
+                return {k[len("latency_"):-len("_ms")]: float(v) for k, v in values.items()
+                        if k.startswith("latency_")}
     return {}
 
 
-def measure(model: str, args: argparse.Namespace, context, env: dict, folder: Path) -> dict:
+def wait_for_answers(camera: Camera, node: Process, frame: Image, timeout: float) -> int:
+    """Until the node and the echo are up and matched a frame may go unanswered: resend until both answer."""
+    index, started = 0, time.perf_counter()
+    while not (camera.arrivals["node"] and camera.arrivals["echo"]):
+        camera.roundtrip(frame, index, "node" if not camera.arrivals["node"] else "echo", timeout=3.0)
+        index += 1
+        if node.process.poll() is not None or time.perf_counter() - started > timeout:
+            raise RuntimeError("the node did not answer:\n" + "".join(node.lines))
+    return index
+
+
+def measure(model: str, args: argparse.Namespace, camera: Camera, env: dict, folder: Path) -> dict:
     config_path = model_config_file(model, folder)
     segmenter = Segmenter.from_checkpoint(config_path)
-    inference = segmenter.inference
     categories = [f"object number {i}" for i in range(args.categories)]
-    params = {"checkpoint": str(config_path), "backend": "torch", "device": "cpu", "categories": json.dumps(", ".join(categories)),
-              "short_side": inference.short_side, "window": inference.window or 0, "stride": inference.stride,
-              "templates": inference.templates, "image_reliability": "reliable",
+    params = {"checkpoint": str(config_path), "backend": "torch", "device": "cpu",
+              "categories": json.dumps(", ".join(categories)), "image_reliability": "best_effort",
               "warmup_size": f"[{args.height},{args.width}]", "diagnostics_period_s": 0.5}
-    node = NodeProcess(params, env)
-    outputs = OUTPUTS if args.all_outputs else ("labels",)
-    client = Client(context, outputs)
+    node = node_process(params, env)
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(4)]
-    # The baseline runs on a worker thread as the node's inference does: on this machine torch's OpenMP timing
-    # differs between the main thread and other threads, which is not the node's overhead.
+    frames = [array_to_image(rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8), "rgb8", Header())
+              for _ in range(4)]
+    # The in-process call runs on a worker thread as the node's inference does (torch's OpenMP timing differs
+    # between the main thread and other threads here, which is not the node's overhead).
     worker = ThreadPoolExecutor(max_workers=1)
+    times: dict[str, list[float]] = {"in-process": [], "node": [], "echo": []}
     try:
-        index, started = 0, time.perf_counter()
-        # Until the node is up and matched a frame may go unanswered: resend every few seconds until any answer
-        # arrives (a slow model may answer an older frame after the next one was sent).
-        while not all(client.arrivals.values()):
-            client.roundtrip(array_to_image(frames[0], "rgb8", Header()), index, timeout=5.0)
-            index += 1
-            if node.process.poll() is not None or time.perf_counter() - started > args.startup_timeout:
-                raise RuntimeError("the node did not answer:\n" + "".join(node.lines))
+        index = wait_for_answers(camera, node, frames[0], args.startup_timeout)
         segmenter.encode_text(categories)
-        direct, via_node = [], []
         for i in tqdm(range(args.warmup + args.frames), desc=model, unit="frame"):
-            rgb = frames[i % len(frames)]
-            seconds = worker.submit(timed_segment, segmenter, rgb, categories).result()
-            index += 1
-            roundtrip = client.roundtrip(array_to_image(rgb, "rgb8", Header()), index, timeout=600.0)
-            if roundtrip is None:
-                raise RuntimeError(f"frame {index} got no answer:\n" + "".join(node.lines[-20:]))
+            msg = frames[i % len(frames)]
+            rgb = np.frombuffer(bytes(msg.data), np.uint8).reshape(args.height, args.width, 3)
+            seconds = {"in-process": worker.submit(timed_segment, segmenter, rgb, categories).result()}
+            for answerer in ("node", "echo"):
+                index += 1
+                seconds[answerer] = camera.roundtrip(msg, index, answerer, timeout=120.0)
+                if seconds[answerer] is None:
+                    raise RuntimeError(f"frame {index} got no answer from the {answerer}:\n" + "".join(node.lines[-20:]))
             if i >= args.warmup:
-                direct.append(seconds)
-                via_node.append(roundtrip)
+                for name, value in seconds.items():
+                    times[name].append(value)
         time.sleep(1.0)  # one more diagnostics period
         rss, peak = node.memory_mib()
-        return {"model": model, "direct_ms": 1e3 * statistics.median(direct),
-                "node_ms": 1e3 * statistics.median(via_node), "rss_mib": rss, "peak_mib": peak,
-                "stages": stage_latencies(client.diagnostics), "outputs": outputs}
+        return {"model": model, **{f"{name}_ms": 1e3 * statistics.median(v) for name, v in times.items()},
+                "rss_mib": rss, "peak_mib": peak, "stages": stage_latencies(camera.diagnostics)}
     finally:
         worker.shutdown()
-        client.close()
         node.stop()
+
+
+def report(r: dict) -> None:
+    overhead = r["node_ms"] - r["in-process_ms"]
+    target = r["echo_ms"] + TARGET_MARGIN_MS
+    print(f"\n{r['model']}:")
+    print(f"  in-process Segmenter.segment  {r['in-process_ms']:8.1f} ms (median)")
+    print(f"  node end to end               {r['node_ms']:8.1f} ms (median)")
+    print(f"  transport floor (echo)        {r['echo_ms']:8.1f} ms (median)")
+    print(f"  node minus in-process         {overhead:8.1f} ms; target <= floor + {TARGET_MARGIN_MS:.0f} ms = "
+          f"{target:.1f} ms: {'met' if overhead <= target else 'missed'} (ratio node / in-process "
+          f"{r['node_ms'] / r['in-process_ms']:.2f}x)")
+    stages = r["stages"]
+    if stages:
+        print("  node stages (mean ms over its last frames): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+        if "inference" in stages:
+            print(f"  node inference minus in-process call: {stages['inference'] - r['in-process_ms']:+.1f} ms; "
+                  f"end to end minus the node's stages: {r['node_ms'] - stages.get('total', 0.0):.1f} ms "
+                  "(transport both ways, DDS callbacks, scheduling)")
+    print(f"  node RSS {r['rss_mib']:.0f} MiB (peak {r['peak_mib']:.0f} MiB)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.echo:
+        return echo()
+    if args.no_profile:
+        os.environ.pop(PROFILE_VARIABLE, None)
+    else:  # before this process's first DDS participant, and inherited by the node and the echo
+        os.environ[PROFILE_VARIABLE] = str(shipped_profile_path())
     env = ros_environment(REPO)
     print(f"machine: {machine_description()}")
-    print(f"frames {args.height}x{args.width} rgb8, K={args.categories}, {args.frames} timed frames per model, "
-          f"backend torch on CPU, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
+    print(f"frames {args.width}x{args.height} rgb8 best effort, K={args.categories}, {args.frames} timed frames per "
+          f"model, backend torch on CPU, Fast DDS profile: {os.environ.get(PROFILE_VARIABLE, 'none (defaults)')}")
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
+    echo_process = Process([sys.executable, "-m", "benchmarks.node_latency", "--echo"], env)
+    camera = Camera(context)
     results = []
     try:
         with tempfile.TemporaryDirectory() as folder:
             for model in args.models:
-                results.append(measure(model, args, context, env, Path(folder)))
+                results.append(measure(model, args, camera, env, Path(folder)))
     finally:
+        camera.close()
+        echo_process.stop()
         rclpy.try_shutdown(context=context)
     for r in results:
-        overhead = r["node_ms"] - r["direct_ms"]
-        print(f"\n{r['model']}: outputs {', '.join(r['outputs'])}")
-        print(f"  Segmenter.segment in-process  {r['direct_ms']:9.1f} ms (median)")
-        print(f"  node end-to-end               {r['node_ms']:9.1f} ms (median)")
-        print(f"  overhead                      {overhead:9.1f} ms = {100 * overhead / r['direct_ms']:.1f} % "
-              f"(ratio {r['node_ms'] / r['direct_ms']:.3f}x; targets <= 10 ms and <= 10 %)")
-        print("  node stages (mean ms): " + ", ".join(f"{k[8:-3]} {v}" for k, v in r["stages"].items()))
-        if "latency_inference_ms" in r["stages"]:
-            # The node's own inference time on (about) the same frames: free of the load noise between processes.
-            own = r["node_ms"] - float(r["stages"]["latency_inference_ms"])
-            print(f"  node end-to-end minus the node's own inference (mean of its last frames): {own:.1f} ms "
-                  "(transport + conversion + messages)")
-        print(f"  node RSS {r['rss_mib']:.0f} MiB (peak {r['peak_mib']:.0f} MiB)")
+        report(r)
     return 0
 
 
