@@ -140,6 +140,13 @@ class Camera:
         self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
         self._spinner.start()
 
+    def reset(self) -> None:
+        """Forget the answers and diagnostics of the previous model's node."""
+        with self._arrived_event:
+            for arrivals in self.arrivals.values():
+                arrivals.clear()
+        self.diagnostics.clear()
+
     def _arrived(self, name: str, msg: Image) -> None:
         arrived = time.perf_counter()  # taken first: the waiting thread's wake-up is not part of the latency
         with self._arrived_event:
@@ -198,6 +205,7 @@ def measure(model: str, args: argparse.Namespace, camera: Camera, env: dict, fol
     params = {"checkpoint": str(config_path), "backend": "torch", "device": "cpu",
               "categories": json.dumps(", ".join(categories)), "image_reliability": "best_effort",
               "warmup_size": f"[{args.height},{args.width}]", "diagnostics_period_s": 0.5}
+    camera.reset()
     node = node_process(params, env)
     rng = np.random.default_rng(0)
     frames = [array_to_image(rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8), "rgb8", Header())
@@ -217,7 +225,8 @@ def measure(model: str, args: argparse.Namespace, camera: Camera, env: dict, fol
                 index += 1
                 seconds[answerer] = camera.roundtrip(msg, index, answerer, timeout=120.0)
                 if seconds[answerer] is None:
-                    raise RuntimeError(f"frame {index} got no answer from the {answerer}:\n" + "".join(node.lines[-20:]))
+                    raise RuntimeError(f"frame {index} got no answer from the {answerer}:\n"
+                                       + "".join(node.lines[-20:]))
             if i >= args.warmup:
                 for name, value in seconds.items():
                     times[name].append(value)

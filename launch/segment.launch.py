@@ -65,7 +65,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("backend", default_value="", description=f"auto|torch|onnxruntime|tensorrt {from_file}"),
         DeclareLaunchArgument("device", default_value="", description=f"cpu|cuda|cuda:N {from_file}"),
         DeclareLaunchArgument("precision", default_value="", description=f"fp32|fp16|int8|bf16 {from_file}"),
-        DeclareLaunchArgument("categories", default_value="", description=f"default query, comma-separated {from_file}"),
+        DeclareLaunchArgument("categories", default_value="",
+                              description=f"default query, comma-separated {from_file}"),
         DeclareLaunchArgument("cameras", default_value="", description="comma-separated camera names, e.g. "
                               f"front,rear,left: one node serves them all {from_file}"),
         DeclareLaunchArgument("use_sim_time", default_value="", description=f"true|false {from_file}"),

@@ -8,11 +8,12 @@ out of the batch) -> one `Segmenter.segment` call for all good frames (each resu
 gains nothing, this keeps every core busy the way separate processes would; the cores are split between the lanes,
 see `synseg_core.serving.threads`).
 Then a publishing thread has each camera build and publish its outputs with its own header while the scheduler's
-thread already runs the next batch; at most one batch is publishing at a time, so outputs keep their order and
+thread already runs the next batch (with one camera the scheduler's thread publishes itself: there is nothing to
+overlap, and a hand-off would only add latency); at most one batch is publishing at a time, so outputs keep their order and
 memory stays bounded. A batch's outputs go out only while its label set (query) is still the active one, checked
 under the `LabelGate` lock that the node holds while it switches queries and publishes label_info: no output of
-an older query follows the label_info of a newer one. With one camera this is the single-camera node's latest-frame worker (batches of one, no
-waiting).
+an older query follows the label_info of a newer one. With one camera this is the single-camera node's
+latest-frame worker (batches of one, no waiting).
 """
 from __future__ import annotations
 
@@ -158,6 +159,9 @@ class CameraGroup:
             self._log_error(f"inference:{type(exc).__name__}", f"inference failed: {exc!r}")
             return
         inference = time.perf_counter() - start
+        if len(self.pipelines) == 1:  # nothing to overlap with: publish here, one thread hand-off less per frame
+            self._publish(good, results, inference, labels)
+            return
         self._wait_for_publishing()  # the previous batch's outputs go out first (usually long done by now)
         self._publishing = self._publisher.submit(self._publish, good, results, inference, labels)
 

@@ -133,3 +133,14 @@ def diagnostic_status(name: str, hardware_id: str, snapshot: StatsSnapshot, info
     }
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                             values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def unconfigured_status(name: str, hardware_id: str, checkpoint: str, configure_error: str | None) -> DiagnosticStatus:
+    """The status of a node without a model: ERROR with the reason when its configure failed, else WARN."""
+    if configure_error is not None:
+        level, message = DiagnosticStatus.ERROR, f"configure failed: {configure_error}"
+    else:
+        level, message = DiagnosticStatus.WARN, "unconfigured (no model loaded)"
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key="state", value="unconfigured"),
+                                    KeyValue(key="checkpoint", value=checkpoint)])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterValueException
@@ -37,7 +37,6 @@ from std_msgs.msg import Header, String
 
 import synseg_core
 import synseg_ros
-from synseg_core.config import InferenceConfig, list_models
 from synseg_core.deploy.backends.factory import create_backend
 from synseg_core.inference.query import QueryError, parse_query
 from synseg_core.inference.segmenter import Segmenter, resolve_model_source
@@ -45,10 +44,11 @@ from synseg_ros.camera import CameraPipeline, incompatible_qos_warning
 from synseg_ros.camera_group import CameraGroup, LabelGate
 from synseg_ros.camera_parameters import (LIVE_CAMERA_OVERRIDES, camera_settings, declare_camera_overrides,
                                           read_camera_overrides, split_camera_override)
-from synseg_ros.diagnostics import diagnostic_status
+from synseg_ros.diagnostics import diagnostic_status, unconfigured_status
 from synseg_ros.outputs import LabelSet, label_info_json, vision_label_info, vision_label_info_type
 from synseg_ros.parameters import (LIVE_PARAMETERS, PARAMETER_NAMES, NodeParameters, ParameterError,
-                                   declare_parameters, parameters_from_values, read_parameters)
+                                   declare_parameters, describe_inference, effective_settings, is_model_config,
+                                   parameters_from_values, read_parameters)
 from synseg_ros.throttled_log import ThrottledLog
 
 NODE_NAME = "synseg"
@@ -323,7 +323,9 @@ class SynSegNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()))
         if self.segmenter is None or self.params is None or self.group is None:
-            array.status.append(self._unconfigured_status())
+            array.status.append(unconfigured_status(
+                f"{self.get_fully_qualified_name()}: node", str(self.get_parameter("device").value),
+                str(self.get_parameter("checkpoint").value), self.configure_error))
         else:
             info = self._diagnostic_info()
             for camera, snapshot in self.group.snapshots():
@@ -333,16 +335,6 @@ class SynSegNode(LifecycleNode):
                     num_categories=len(self.categories), stale_after_s=self.params.stale_image_timeout_s,
                     image_topic=camera.topic))
         self._diagnostics_pub.publish(array)
-
-    def _unconfigured_status(self) -> DiagnosticStatus:
-        if self.configure_error is not None:
-            level, message = DiagnosticStatus.ERROR, f"configure failed: {self.configure_error}"
-        else:
-            level, message = DiagnosticStatus.WARN, "unconfigured (no model loaded)"
-        return DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: node", message=message,
-                                hardware_id=str(self.get_parameter("device").value),
-                                values=[KeyValue(key="state", value="unconfigured"),
-                                        KeyValue(key="checkpoint", value=str(self.get_parameter("checkpoint").value))])
 
     def _diagnostic_info(self) -> dict[str, object]:
         backend, batches = self.segmenter.backend, self.group.batch_stats
@@ -357,24 +349,6 @@ class SynSegNode(LifecycleNode):
                 "active": self._active, "cameras": len(self.cameras), "batches": batches.batches,
                 "batched_frames": batches.items, "largest_batch": batches.largest,
                 "inference_lanes": self.group.lanes, "intra_op_threads": torch.get_num_threads()}
-
-
-def effective_settings(inference: InferenceConfig) -> dict[str, object]:
-    """The node's inference settings as the Segmenter runs them (window 0 = the whole image)."""
-    return {"short_side": inference.short_side, "window": inference.window or 0, "stride": inference.stride,
-            "templates": inference.templates, "mask_threshold": inference.mask_threshold,
-            "background_threshold": inference.background_threshold, "background": inference.background}
-
-
-def describe_inference(inference: InferenceConfig, params: NodeParameters) -> str:
-    """'short_side 64 (checkpoint), window 0 (parameter), ...' for the configure log."""
-    sources = params.inference_sources()
-    return ", ".join(f"{name} {value} ({sources[name]})" for name, value in effective_settings(inference).items())
-
-
-def is_model_config(checkpoint: str) -> bool:
-    """True when `checkpoint` names a model config (bundled name or .json file): a model with an untrained decoder."""
-    return checkpoint in list_models() or checkpoint.endswith(".json")
 
 
 def _empty_cuda_cache() -> None:

@@ -23,7 +23,7 @@ from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.validate_full_topic_name import validate_full_topic_name
 
-from synseg_core.config import ConfigError, InferenceConfig, from_dict, replace_inference
+from synseg_core.config import ConfigError, InferenceConfig, from_dict, list_models, replace_inference
 from synseg_core.deploy.backends.factory import DEFAULT_CACHE_DIR
 from synseg_core.deploy.capabilities import BACKENDS, PRECISIONS, Backend, Precision, describe_precisions
 from synseg_core.evaluation.demo_frames import DEMO_DIR, QUERY_FILE
@@ -102,7 +102,8 @@ class NodeParameters:
         """Keyword arguments for the backend factory beyond device/backend/precision (`inference`: the effective
         settings, whose window or short side is the fixed input size of an exported image path)."""
         return {"cache_dir": self.cache_dir, "onnx_path": self.onnx_path or None,
-                "input_size": inference.window or inference.short_side, "tensorrt": {"force_rebuild": self.force_rebuild},
+                "input_size": inference.window or inference.short_side,
+                "tensorrt": {"force_rebuild": self.force_rebuild},
                 "cuda_graphs": self.cuda_graphs}
 
     def inference_config(self, stored: InferenceConfig) -> InferenceConfig:
@@ -198,6 +199,24 @@ LIVE_PARAMETERS = frozenset({"categories", "mask_threshold", "background_thresho
                              "publish_confidence", "publish_overlay", "log_throttle_s"})
 
 PARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(NodeParameters))
+
+
+def effective_settings(inference: InferenceConfig) -> dict[str, object]:
+    """The node's inference settings as the Segmenter runs them (window 0 = the whole image)."""
+    return {"short_side": inference.short_side, "window": inference.window or 0, "stride": inference.stride,
+            "templates": inference.templates, "mask_threshold": inference.mask_threshold,
+            "background_threshold": inference.background_threshold, "background": inference.background}
+
+
+def describe_inference(inference: InferenceConfig, params: NodeParameters) -> str:
+    """'short_side 64 (checkpoint), window 0 (parameter), ...' for the configure log."""
+    sources = params.inference_sources()
+    return ", ".join(f"{name} {value} ({sources[name]})" for name, value in effective_settings(inference).items())
+
+
+def is_model_config(checkpoint: str) -> bool:
+    """True when `checkpoint` names a model config (bundled name or .json file): a model with an untrained decoder."""
+    return checkpoint in list_models() or checkpoint.endswith(".json")
 
 
 def declare_parameters(node: Node) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
 from synseg_ros.image_conversion import image_to_array, to_rgb8

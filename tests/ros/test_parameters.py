@@ -44,7 +44,8 @@ def test_inference_config_maps_window_zero_to_whole_image():
     cfg = params.inference_config(InferenceConfig(templates="tcl_custom"))
     assert cfg.window is None and cfg.short_side == 320 and cfg.mask_threshold == 0.3 and cfg.max_categories == 7
     assert cfg.templates == "tcl_custom" and cfg.stride == 224  # unset: the model's own
-    assert params.inference_sources()["short_side"] == "parameter" and params.inference_sources()["stride"] == "checkpoint"
+    sources = params.inference_sources()
+    assert sources["short_side"] == "parameter" and sources["stride"] == "checkpoint"
     cfg = parameters_from_values({"templates": "single"}).inference_config(InferenceConfig(templates="tcl_custom"))
     assert cfg.templates == "single"  # a set parameter wins over the model's value
 
