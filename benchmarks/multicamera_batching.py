@@ -6,7 +6,9 @@ The ROS-free half of benchmarks/multicamera.py, for machines without ROS (the GP
 what batching buys on the device itself. "three": three processes, each with its own Segmenter, each segmenting
 its camera's frame in a loop (their best case: no transport, no scheduler), all at once on the same device.
 "multi": one process, one Segmenter, three camera threads submitting frames to `synseg_core.serving.scheduling.
-BatchScheduler` (latest-frame, batch window), which runs each batch through one `Segmenter.segment` call.
+BatchScheduler` (latest-frame, batch window), which runs each batch through one `Segmenter.segment` call (on a GPU
+the batch's frames go up in one copy, are pre- and post-processed together and come back in one copy). Both ask for
+what the node publishes (compact labels, mask images, confidence).
 Printed: total frames/s, per camera, resident memory (RSS and PSS) and, on CUDA, the GPU memory the processes
 hold (nvidia-smi), and the ratios multi / three. Model: the bundled config with random weights.
 """
@@ -23,10 +25,11 @@ import numpy as np
 import psutil
 
 from benchmarks.common import machine_description
-from synseg_core import Segmenter, get_model_config
+from synseg_core import Outputs, Segmenter, get_model_config
 from synseg_core.serving.scheduling import BatchScheduler
 
 CAMERAS = ("cam0", "cam1", "cam2")
+NODE_OUTPUTS = Outputs(masks=False, probabilities=False, mask_images=True, compact_labels=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,13 +73,13 @@ def single_camera(args: argparse.Namespace, index: int, ready, start, results) -
 
     def loop() -> None:
         for _ in range(2):  # warm-up
-            segmenter.segment(image, categories, probabilities=False)
+            segmenter.segment(image, categories, outputs=NODE_OUTPUTS)
         _sync(args)
         ready.wait()
         start.wait()
         count, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < args.seconds:
-            segmenter.segment(image, categories, probabilities=False)
+            segmenter.segment(image, categories, outputs=NODE_OUTPUTS)
             count += 1
         _sync(args)
         results.put((index, count / (time.perf_counter() - t0)))
@@ -108,11 +111,11 @@ def run_multi(args: argparse.Namespace, results, done) -> None:
     segmenter, categories = make_segmenter(args)
     images = {camera: frame(args, i) for i, camera in enumerate(CAMERAS)}
     # warm-up with the batch size that will run
-    segmenter.segment(list(images.values()), categories, probabilities=False)
-    segmenter.segment(list(images.values()), categories, probabilities=False)
+    segmenter.segment(list(images.values()), categories, outputs=NODE_OUTPUTS)
+    segmenter.segment(list(images.values()), categories, outputs=NODE_OUTPUTS)
     _sync(args)
     scheduler = BatchScheduler(lambda batch: segmenter.segment([item for _, item in batch], categories,
-                                                             probabilities=False),
+                                                             outputs=NODE_OUTPUTS),
                                list(CAMERAS), batch_window_s=args.batch_window_ms / 1000.0, name="bench-batcher")
     stop = threading.Event()
 

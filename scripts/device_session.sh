@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# One lent-GPU session (the device tool's machine: torch + CUDA preinstalled, no internet, ~10 minutes per call):
-#   1. the CUDA tests (pytest -m gpu);
-#   2. only with STAGE1=1 (issue 8 is done; its CLIP is bundled): the stage-1 CLIP of the proof of learning trained
-#      on the GPU: caption shards generated in parallel on the CPU cores, a short timing probe, then STAGE1_CONFIGS
-#      trained side by side, sized to the time left, each exported and evaluated (zero-shot colour / shape);
-#   3. speed figures on CUDA (segmenter_speed, backends_speed, multicamera_batching) for issues 3, 7 and 9.
-# Everything lands in $OUT (at most 8 files): one tar per stage-1 config, logs.txt, figures.txt.
-# FAST=1 runs the same steps with tiny settings (a CPU rehearsal: scripts/device_session.sh with OUT set).
+# One lent-GPU session (the device tool's machine: torch + CUDA preinstalled, no internet), one call of under 8 minutes:
+#   1. the CUDA tests (pytest -m gpu: CUDA graphs, the image path on the device, transfers, ONNX Runtime I/O binding
+#      where onnxruntime-gpu is installed, TensorRT where TensorRT is);
+#   2. speed on CUDA, each benchmark under its own time limit: backends_speed (torch eager and CUDA graphs per
+#      precision, TensorRT where installed), host_time (the node's per-frame host time outside the model, old and new
+#      image path, and the whole in-process frame), multicamera_batching (three cameras batched in one process against
+#      three processes), node_latency where rclpy and the node's messages import;
+#   3. only with STAGE1=1: the stage-1 CLIP of the proof of learning trained on the GPU: caption shards generated in
+#      parallel on the CPU cores, a short timing probe, then STAGE1_CONFIGS trained side by side, sized to the time
+#      left, each exported and evaluated (zero-shot colour / shape).
+# Everything lands in $OUT (at most 8 files): figures.txt (every figure), logs.txt, one tar per stage-1 config.
+# FAST=1 runs the same steps with tiny settings on whatever device there is (the CPU rehearsal:
+#   OUT=/tmp/out FAST=1 WHEELS=0 PYTHON=.venv/bin/python scripts/device_session.sh).
 #
-# Missing Python packages travel as wheels in .whl/ (made here by scripts/device_wheels.sh); the repository root is put
-# on PYTHONPATH, so nothing is installed into the machine's own environment.
+# Missing Python packages travel as wheels in .whl/ (made here by scripts/device_wheels.sh: Python packages and the
+# ROS 2 message runtime the node's image conversion uses); they are installed into a prefix under $WORK and put on
+# PYTHONPATH and LD_LIBRARY_PATH, so nothing is installed into the machine's own environment. WHEELS=0 skips them.
 set -uo pipefail
 : "${OUT:?set OUT to the folder that receives the results}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,12 +30,14 @@ started=$(date +%s)
 elapsed() { echo $(( $(date +%s) - started )); }
 note() { echo "[device $(elapsed)s] $*" | tee -a "$log"; }
 
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" .whl/*.whl \
+export PYTHONPATH="$root"
+if [ "${WHEELS:-1}" = 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
+  # --prefix, not --target: the ROS wheels put shared libraries and ament resources beside site-packages
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix "$work/prefix" .whl/*.whl \
     >>"$log" 2>&1 || { note "wheel install failed"; exit 1; }
-  export PYTHONPATH="$work/site:$root"
-else
-  export PYTHONPATH="$root"
+  site=$(find "$work/prefix" -type d \( -name site-packages -o -name dist-packages \) | paste -sd:)
+  libs=$(find "$work/prefix" -name 'librcutils.so' -printf '%h\n' | sort -u | paste -sd:)
+  export PYTHONPATH="$site:$root" LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 nvidia-smi >>"$figures" 2>&1 || note "no nvidia-smi"
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" >>"$figures" 2>&1
@@ -56,10 +64,10 @@ done
 # --- 1. CUDA tests (while the shards are written) -------------------------------------------------------------
 if [ "${SKIP_CHECKS:-0}" != 1 ]; then
   note "pytest -m gpu"
-  timeout 120 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/model tests/inference tests/serving tests/deploy tests/evaluation tests/training \
-    tests/proof >"$work/pytest_gpu.txt" 2>&1
-  echo "pytest -m gpu exit $?" >>"$figures"
-  tail -25 "$work/pytest_gpu.txt" >>"$figures"
+  timeout 150 "$py" -m pytest -m gpu -q -rs -p no:cacheprovider tests/model tests/inference tests/serving tests/deploy \
+    tests/evaluation tests/training tests/proof >"$work/pytest_gpu.txt" 2>&1
+  echo "== pytest -m gpu: exit $?" >>"$figures"
+  tail -30 "$work/pytest_gpu.txt" >>"$figures"
 fi
 
 if [ "$stage1" = 1 ]; then
@@ -117,15 +125,39 @@ done
 note "stage-1 done"
 fi
 
-# --- 3. speed on CUDA ------------------------------------------------------------------------------------------
-if [ "${FAST:-0}" != 1 ] && [ "${SKIP_CHECKS:-0}" != 1 ]; then
-  # Each benchmark gets what is left of a 570-s session (the call's limit is 600 s), at most 100 s.
-  for bench in "segmenter_speed --device cuda --repeats 5" "backends_speed --repeats 3" \
-               "multicamera_batching --device cuda --precision fp16 --seconds 5"; do
-    left=$((570 - $(elapsed))); [ "$left" -gt 100 ] && left=100
-    if [ "$left" -lt 20 ]; then note "no time left for $bench"; continue; fi
-    note "benchmark $bench (at most ${left}s)"
-    { echo "== python -m benchmarks.$bench"; timeout "$left" "$py" -m benchmarks.$bench 2>&1 | grep -v Warning; } \
+# --- 2. speed on CUDA -------------------------------------------------------------------------------------------
+# name|limit in seconds|arguments. FAST: the tiny model, small sizes, short runs, on the device there is.
+if [ "${FAST:-0}" = 1 ]; then
+  device=$("$py" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+  BENCHES=(
+    "backends_speed|120|--model tiny-test --size 64 --repeats 2"
+    "host_time|120|--model tiny-test --device $device --frames 3 --warmup 1 --height 48 --width 64 --all-outputs"
+    "multicamera_batching|180|--model tiny-test --device $device --seconds 2 --height 48 --width 64"
+    "node_latency|120|--models tiny-test --frames 3 --warmup 1"
+  )
+else
+  device=cuda
+  BENCHES=(
+    "backends_speed|110|--skip-cpu --repeats 5"
+    "host_time|70|--device cuda --frames 30"
+    "host_time|70|--device cuda --frames 30 --all-outputs"
+    "multicamera_batching|120|--device cuda --precision fp16 --seconds 10"
+    "node_latency|100|--models vitb16-rd64-refined --frames 20 --device cuda"
+  )
+fi
+if [ "${SKIP_CHECKS:-0}" != 1 ]; then
+  for entry in "${BENCHES[@]}"; do
+    IFS='|' read -r bench limit arguments <<<"$entry"
+    left=$(( ${BUDGET_S:-460} - $(elapsed) )); [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -lt 15 ]; then note "no time left for $bench $arguments"; continue; fi
+    if [ "$bench" = node_latency ] && ! "$py" -c "import rclpy, synseg_msgs.msg" >>"$log" 2>&1; then
+      echo "== node_latency not run: rclpy or the node's messages (synseg_msgs) do not import here" >>"$figures"
+      continue
+    fi
+    note "benchmark $bench $arguments (at most ${limit}s)"
+    # shellcheck disable=SC2086
+    { echo "== python -m benchmarks.$bench $arguments"; timeout "$limit" "$py" -m "benchmarks.$bench" $arguments 2>&1 \
+        | grep -v -e Warning -e "No pretrained weights"; echo "(exit ${PIPESTATUS[0]}, $(elapsed)s into the session)"; } \
       >>"$figures"
   done
 fi

@@ -1,10 +1,35 @@
-"""Probabilities -> label map, binary masks and confidence: one pure function for the API, evaluation and the node."""
+"""Probabilities -> the outputs a caller asks for, on the device that computed them: upsampling to the input size,
+label map (background threshold), binary masks (also as uint8 mask images, one plane per category), confidence. One
+set of functions serves the Python API, evaluation and the node."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+
+from .preprocess import resize
+from .workspace import Workspace, scratch
+
+MASK_ON = 255  # value of a pixel inside a mask image (OpenCV's and the node's convention)
+MAX_UINT8_LABEL = 255  # compact labels are uint8 up to this many categories, uint16 above
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Which results `Segmenter.segment` computes and copies to host memory (names as in SegmentationResult)."""
+
+    labels: bool = True  # [H, W] int32; with compact_labels uint8 (uint16 above 255 categories)
+    masks: bool = True  # [K, H, W] bool
+    confidence: bool = True  # [H, W] float32
+    probabilities: bool = True  # [K, H, W] float32
+    mask_images: bool = False  # [K, H, W] uint8, MASK_ON inside, each plane contiguous: K mono8 images
+    compact_labels: bool = False
+
+    def names(self) -> list[str]:
+        """The requested result names, in a fixed order."""
+        return [f.name for f in fields(self) if f.name != "compact_labels" and getattr(self, f.name)]
 
 
 @dataclass
@@ -12,6 +37,40 @@ class Labelled:
     labels: torch.Tensor  # [..., H, W] int32: 0 = background, k = k-th category (1-based)
     masks: torch.Tensor  # [..., K, H, W] bool: probability > mask_threshold (masks may overlap)
     confidence: torch.Tensor  # [..., H, W] float32: probability of the winning category
+
+
+def winning_labels(probs: torch.Tensor, peak: torch.Tensor, background_threshold: float | None,
+                   dtype: torch.dtype = torch.int32, workspace: Workspace | None = None, key: int = 0) -> torch.Tensor:
+    """Labels [..., H, W]: 1 + the first category reaching the pixel's maximum (argmax's rule for ties), or 0
+    (background) where that maximum is at most `background_threshold` (None = no background).
+
+    Args:
+        probs: [..., K, H, W] probabilities.
+        peak: [..., H, W] their maximum over K, exactly as `torch.amax` gives it (before any clamping).
+
+    Why not `torch.max(dim)`: its index-tracking reduction runs several times slower on the CPU than three
+    vectorised passes: which categories hit the maximum, each hit weighted K - 1 - k, the largest weight.
+    """
+    k = probs.shape[-3]
+    rank_dtype = torch.uint8 if k <= MAX_UINT8_LABEL else torch.int16
+    hits = scratch(workspace, ("hits", key), probs.shape, torch.bool, probs.device)
+    torch.eq(probs, peak.unsqueeze(-3), out=hits)
+    ranks = hits.view(torch.uint8) if rank_dtype == torch.uint8 else hits.to(rank_dtype)
+    weights, count = _rank_weights(k, rank_dtype, probs.device)
+    ranks.mul_(weights)
+    labels = torch.empty(peak.shape, dtype=dtype, device=probs.device)
+    torch.sub(count, torch.amax(ranks, dim=-3), out=labels)  # K - (K - 1 - first) = first + 1
+    if background_threshold is not None:
+        labels.mul_(peak > background_threshold)
+    return labels
+
+
+@functools.lru_cache(maxsize=16)
+def _rank_weights(k: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[K, 1, 1] = K - 1 - k (the first of several maxima weighs most), and K as a 0-d tensor of the same dtype
+    (so the subtraction runs in that dtype); made once per device."""
+    return (torch.arange(k - 1, -1, -1, dtype=dtype).view(k, 1, 1).to(device),
+            torch.tensor(k, dtype=dtype).to(device))
 
 
 def labels_from_probabilities(probs: torch.Tensor | np.ndarray, background_threshold: float | None,
@@ -27,8 +86,66 @@ def labels_from_probabilities(probs: torch.Tensor | np.ndarray, background_thres
     p = torch.as_tensor(probs).float()
     if p.ndim < 3 or p.shape[-3] == 0:
         raise ValueError(f"probabilities must be [..., K, H, W] with K >= 1, got shape {tuple(p.shape)}")
-    confidence, best = p.max(dim=-3)
-    labels = (best + 1).to(torch.int32)
-    if background_threshold is not None:
-        labels = torch.where(confidence <= background_threshold, torch.zeros_like(labels), labels)
-    return Labelled(labels=labels, masks=p > mask_threshold, confidence=confidence)
+    confidence = torch.amax(p, dim=-3)
+    return Labelled(labels=winning_labels(p, confidence, background_threshold), masks=p > mask_threshold,
+                    confidence=confidence)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Bilinear resize of [N, K, h, w] maps to [N, K, H, W], into `out` when given; `maps` itself when the size is
+    already right."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return resize(maps, size, out)
+
+
+def compact_label_dtype(num_categories: int) -> torch.dtype:
+    """uint8 up to MAX_UINT8_LABEL categories, else int16 (read as uint16 on the host; the category limit is far
+    below 32767)."""
+    return torch.uint8 if num_categories <= MAX_UINT8_LABEL else torch.int16
+
+
+def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold: float | None,
+                mask_threshold: float, outputs: Outputs, workspace: Workspace | None = None,
+                key: int = 0) -> dict[str, torch.Tensor]:
+    """The requested outputs of a batch of same-size images, computed where `maps` live.
+
+    Args:
+        maps: probabilities [N, K, h, w] at the model's resolution (left unchanged).
+        size: the input images' (H, W).
+        background_threshold, mask_threshold: as in `labels_from_probabilities`, both in [0, 1).
+        workspace, key: where intermediates are kept between calls (the results are always new tensors).
+    Returns:
+        by name (see `Outputs`), each with a leading N: labels [N, H, W], masks [N, K, H, W] bool, confidence
+        [N, H, W], probabilities [N, K, H, W], mask_images [N, K, H, W] uint8 (contiguous).
+    """
+    n, k, device = maps.shape[0], maps.shape[1], maps.device
+    returned = outputs.probabilities
+    target = None if returned or workspace is None else workspace.tensor(
+        ("probabilities", key), (n, k, *size), maps.dtype, device)
+    probs = upsample(maps, size, target)
+    result: dict[str, torch.Tensor] = {}
+    # Probabilities are clamped into [0, 1]. A threshold in [0, 1) gives the same masks with or without the clamp,
+    # and so does the winner of a pixel unless several categories leave [0, 1] (more than rounding, i.e. a broken
+    # backend), so the clamp runs on the full maps only when they are returned, else on the confidence.
+    if returned:
+        result["probabilities"] = (probs.clone() if probs is maps else probs).clamp_(0, 1)
+    if outputs.labels or outputs.confidence:
+        confidence = torch.empty((n, *size), dtype=maps.dtype, device=device) if outputs.confidence else \
+            scratch(workspace, ("confidence", key), (n, *size), maps.dtype, device)
+        torch.amax(probs, dim=1, out=confidence)
+        if outputs.labels:
+            dtype = compact_label_dtype(k) if outputs.compact_labels else torch.int32
+            result["labels"] = winning_labels(probs, confidence, background_threshold, dtype, workspace, key)
+        if outputs.confidence:
+            result["confidence"] = confidence.clamp_(0, 1)
+    if outputs.masks:
+        result["masks"] = probs > mask_threshold
+    if outputs.mask_images:
+        planes = torch.empty(probs.shape, dtype=torch.uint8, device=probs.device)  # contiguous whatever probs are
+        if outputs.masks:
+            planes.copy_(result["masks"])
+        else:
+            torch.gt(probs, mask_threshold, out=planes.view(torch.bool))
+        result["mask_images"] = planes.mul_(MASK_ON)
+    return result

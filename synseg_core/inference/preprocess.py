@@ -1,6 +1,10 @@
-"""Image validation, normalisation, short-side resize and sliding-window inference (paper_spec.md 6, TCL protocol)."""
+"""Image validation, window geometry and the pre-processing that runs on the backend's device: uint8 frames ->
+resized, normalised windows; the windows' probabilities -> one map per image (sliding-window inference, TCL protocol).
+"""
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -8,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import InferenceConfig, PreprocessConfig
+from .workspace import Workspace, scratch
 
 MAX_IMAGE_PIXELS = 8192 * 8192
 
@@ -33,12 +38,27 @@ def validate_image(image: object, index: int | None = None) -> np.ndarray:
     return image
 
 
+def normalisation(pre: PreprocessConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), each [3, 1, 1], with x * scale + shift = (x / 255 - mean) / std for pixel values x."""
+    return _normalisation(tuple(pre.mean), tuple(pre.std), torch.device(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: a copy from pageable host memory to a GPU waits for the GPU's queued work.
+    mean64, std64 = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+    scale, shift = 1.0 / (255.0 * std64), -mean64 / std64
+    return scale.float().view(3, 1, 1).to(device), shift.float().view(3, 1, 1).to(device)
+
+
 def to_normalised_tensor(image: np.ndarray, pre: PreprocessConfig, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> [1, 3, H, W] float32 normalised with the model's mean/std."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float().div_(255)
-    mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1)
-    return (t - mean) / std
+    """HxWx3 uint8 RGB -> [1, 3, H, W] float32 normalised with the model's mean/std, on `device`."""
+    from .transfer import frames_to_device
+
+    ((_, frames),) = frames_to_device([validate_image(image)], torch.device(device))
+    scale, shift = normalisation(pre, frames.device)
+    return torch.addcmul(shift, frames.permute(0, 3, 1, 2), scale).contiguous()
 
 
 def model_input_size(height: int, width: int, cfg: InferenceConfig, multiple: int) -> tuple[int, int]:
@@ -66,43 +86,143 @@ def window_boxes(height: int, width: int, window: int, stride: int) -> list[tupl
     return [(y, x) for y in window_starts(height, window, stride) for x in window_starts(width, window, stride)]
 
 
+@dataclass(frozen=True)
+class WindowLayout:
+    """Where the model's windows lie in an image resized to `size` (h, w): top-left corners and window (height,
+    width). `window` None in `plan` = the whole resized image is the one window."""
+
+    size: tuple[int, int]
+    boxes: tuple[tuple[int, int], ...]
+    window: tuple[int, int]
+
+    @classmethod
+    def plan(cls, size: tuple[int, int], window: int | None, stride: int) -> "WindowLayout":
+        if window is None:
+            return cls(tuple(size), ((0, 0),), tuple(size))
+        return cls(tuple(size), tuple(window_boxes(size[0], size[1], window, stride)), (window, window))
+
+
+def frames_to_windows(frames: torch.Tensor, layout: WindowLayout, pre: PreprocessConfig,
+                      out: torch.Tensor | None = None, workspace: Workspace | None = None,
+                      key: int = 0) -> torch.Tensor:
+    """uint8 frames [N, H, W, 3] -> normalised windows [N * B, 3, wh, ww] float32 (image-major), on the frames'
+    device: bilinear resize to `layout.size` on the pixel values, then the model's normalisation while cutting the
+    windows (both linear, so the order changes only rounding). Intermediates come from `workspace` (under `key`)."""
+    pixels = frames.permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last memory: no copy
+    if tuple(pixels.shape[-2:]) != layout.size:
+        # planar float for the resize: with three channels its kernel splits across threads better than the
+        # channels-last one (benchmarks/host_time.py shows the stage)
+        values = scratch(workspace, ("pixels", key), pixels.shape, torch.float32, frames.device).copy_(pixels)
+        resized = scratch(workspace, ("resized", key), (len(frames), 3, *layout.size), torch.float32, frames.device)
+        pixels = resize(values, layout.size, resized)
+    scale, shift = normalisation(pre, frames.device)
+    return extract_windows(pixels, layout, scale, shift, out)
+
+
+def resize(maps: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Bilinear resize (half-pixel centres, no antialiasing) of [N, C, h, w] to [N, C, H, W], into `out` when given
+    (aten's out= form of F.interpolate's kernel: it keeps `out`'s memory format)."""
+    if out is None:
+        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return torch.ops.aten.upsample_bilinear2d.out(maps, list(size), False, None, None, out=out)
+
+
+def extract_windows(images: torch.Tensor, layout: WindowLayout, scale: torch.Tensor | None = None,
+                    shift: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Windows [N * B, C, wh, ww] (image-major) of images [N, C, h, w], each `x * scale + shift` when given.
+
+    out: where to write them (e.g. a slice of one buffer holding the windows of several groups of images).
+    """
+    n, channels = images.shape[:2]
+    (wh, ww), count = layout.window, len(layout.boxes)
+    if out is None:
+        dtype = images.dtype if scale is None else torch.float32
+        out = torch.empty(n * count, channels, wh, ww, dtype=dtype, device=images.device)
+    grid = out.view(n, count, channels, wh, ww)
+    for b, (y, x) in enumerate(layout.boxes):
+        crop = images[:, :, y:y + wh, x:x + ww]
+        if scale is None:
+            grid[:, b].copy_(crop)
+        else:
+            torch.addcmul(shift, crop, scale, out=grid[:, b])
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _cells(layout: WindowLayout) -> list[tuple[slice, slice, list[int]]]:
+    """The image cut along every window edge: (rows, columns, indices of the windows covering the cell)."""
+    (wh, ww), boxes = layout.window, layout.boxes
+    ys = sorted({y for y, _ in boxes} | {y + wh for y, _ in boxes})
+    xs = sorted({x for _, x in boxes} | {x + ww for _, x in boxes})
+    cells = []
+    for y0, y1 in zip(ys, ys[1:]):
+        for x0, x1 in zip(xs, xs[1:]):
+            covering = [b for b, (y, x) in enumerate(boxes) if y <= y0 and y1 <= y + wh and x <= x0 and x1 <= x + ww]
+            cells.append((slice(y0, y1), slice(x0, x1), covering))
+    return cells
+
+
+def average_windows(probs: torch.Tensor, n: int, layout: WindowLayout, workspace: Workspace | None = None,
+                    key: int = 0) -> torch.Tensor:
+    """Windows' probabilities [N * B, K, wh, ww] (image-major) -> [N, K, h, w], the mean of the windows covering
+    each pixel. Each cell between window edges is written once: a copy, a two-window lerp, or a sum and a division.
+    """
+    k, (wh, ww), count = probs.shape[1], layout.window, len(layout.boxes)
+    per_box = probs.view(n, count, k, wh, ww)
+    if count == 1:
+        return per_box[:, 0]
+    out = scratch(workspace, ("maps", key), (n, k, *layout.size), probs.dtype, probs.device)
+    for rows, cols, covering in _cells(layout):
+        target = out[:, :, rows, cols]
+        parts = []
+        for b in covering:
+            y, x = layout.boxes[b]
+            parts.append(per_box[:, b, :, rows.start - y:rows.stop - y, cols.start - x:cols.stop - x])
+        if len(parts) == 1:
+            target.copy_(parts[0])
+        elif len(parts) == 2:
+            torch.lerp(parts[0], parts[1], 0.5, out=target)
+        else:
+            torch.add(parts[0], parts[1], out=target)
+            for part in parts[2:]:
+                target += part
+            target /= len(parts)
+    return out
+
+
+def run_windows(windows: torch.Tensor, run: Callable[[torch.Tensor], torch.Tensor],
+                max_batch: int | None) -> torch.Tensor:
+    """run [n, 3, w, w] -> [n, K, w, w] over all windows in batches of at most `max_batch` (None = all at once)."""
+    step = max_batch or len(windows)
+    outs = [run(windows[s:s + step]) for s in range(0, len(windows), step)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
 def sliding_window_probabilities(images: Sequence[torch.Tensor], run: Callable[[torch.Tensor], torch.Tensor],
                                  window: int | None, stride: int, max_batch: int | None = None) -> list[torch.Tensor]:
     """Run windows of several (resized, normalised) images through `run` in shared batches and average overlaps.
 
     Args:
-        images: list of [3, H_i, W_i] tensors (each at least window x window when sliding).
-        run: windows [N, 3, w, w] -> probabilities [N, K, w, w].
-        window: window side, or None to run each image whole (all images must then share one size).
+        images: list of [C, H_i, W_i] tensors (each at least window x window when sliding).
+        run: windows [N, C, w, w] -> probabilities [N, K, w, w].
+        window: window side, or None to run each image whole (images of one size share batches).
         stride: window stride.
         max_batch: largest number of windows per `run` call (None = all at once).
     Returns:
         list of probabilities [K, H_i, W_i], the mean over the windows covering each pixel.
     """
-    meta, windows = [], []
+    groups: dict[tuple[int, int], list[int]] = {}
     for i, img in enumerate(images):
-        h, w = img.shape[-2:]
-        boxes = [(0, 0)] if window is None else window_boxes(h, w, window, stride)
-        size = (h, w) if window is None else (window, window)
-        for y, x in boxes:
-            meta.append((i, y, x, size))
-            windows.append(img[:, y:y + size[0], x:x + size[1]])
-    step = max_batch or len(windows)
-    outs = [run(torch.stack(windows[s:s + step])) for s in range(0, len(windows), step)]
-    probs = torch.cat(outs)
-    if len(windows) == len(images):  # one window per image covers it whole: nothing to average
-        return list(probs)
-    k = probs.shape[1]
-    sums = [img.new_zeros(k, *img.shape[-2:]) for img in images]
-    counts = [img.new_zeros(1, *img.shape[-2:]) for img in images]
-    for (i, y, x, (wh, ww)), p in zip(meta, probs):
-        sums[i][:, y:y + wh, x:x + ww] += p
-        counts[i][:, y:y + wh, x:x + ww] += 1
-    return [s / c for s, c in zip(sums, counts)]
-
-
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of [K, h, w] maps to [K, H, W]."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+    layouts = [WindowLayout.plan(size, window, stride) for size in groups]
+    windows = [extract_windows(torch.stack([images[i] for i in members]), layout)
+               for members, layout in zip(groups.values(), layouts)]
+    probs = run_windows(torch.cat(windows) if len(windows) > 1 else windows[0], run, max_batch)
+    out: list[torch.Tensor] = [None] * len(images)  # type: ignore[list-item]
+    start = 0
+    for members, layout, group in zip(groups.values(), layouts, windows):
+        maps = average_windows(probs[start:start + len(group)], len(members), layout)
+        start += len(group)
+        for row, i in enumerate(members):
+            out[i] = maps[row]
+    return out

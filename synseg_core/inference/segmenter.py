@@ -17,15 +17,11 @@ from ..model.checkpoint import load_checkpoint, read_checkpoint_config
 from ..model.hub import resolve_pretrained
 from ..model.registry import list_pretrained
 from ..config import ConfigError, InferenceConfig, SynSegConfig, get_model_config, list_models, load_config_file
-from .preprocess import (
-    model_input_size,
-    resize_maps,
-    sliding_window_probabilities,
-    to_normalised_tensor,
-    validate_image,
-)
+from .image_path import GroupMaps, batch_outputs, window_maps
+from .workspace import Workspace
+from .preprocess import validate_image
 from ..model.synseg import SynSeg
-from .postprocess import labels_from_probabilities
+from .postprocess import Outputs, upsample
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +34,14 @@ class CategoryError(ValueError):
 
 @dataclass
 class SegmentationResult:
-    """Per-image output, all at the input image's resolution H x W."""
+    """Per-image output, all at the input image's resolution H x W; a result not asked for (see `Outputs`) is None."""
 
     categories: list[str]
-    probabilities: np.ndarray | None  # [K, H, W] float32; None when segment(..., probabilities=False)
-    masks: np.ndarray  # [K, H, W] bool, probability > mask_threshold (overlaps allowed)
-    labels: np.ndarray  # [H, W] int32: 0 = background, k = categories[k - 1]
-    confidence: np.ndarray  # [H, W] float32: probability of the winning category
+    probabilities: np.ndarray | None  # [K, H, W] float32
+    masks: np.ndarray | None  # [K, H, W] bool, probability > mask_threshold (overlaps allowed)
+    labels: np.ndarray | None  # [H, W] int32 (compact: uint8/uint16): 0 = background, k = categories[k - 1]
+    confidence: np.ndarray | None  # [H, W] float32: probability of the winning category
+    mask_images: np.ndarray | None = None  # [K, H, W] uint8, 255 inside, each plane contiguous (a mono8 image)
 
 
 def validate_categories(categories: object, max_categories: int) -> list[str]:
@@ -111,6 +108,8 @@ class Segmenter:
         self.backend = backend
         self.inference = inference or dataclasses.replace(model.cfg.inference)
         self._lock = threading.Lock()
+        self._workspace = Workspace()
+        self._device_text: tuple[tuple, torch.Tensor] | None = None  # (query, embeddings on the backend's device)
 
     @classmethod
     def from_checkpoint(cls, source: str | Path | SynSegConfig, *, device: str = "cpu", backend: str = "torch",
@@ -142,41 +141,64 @@ class Segmenter:
         with torch.inference_mode():
             return self.model.text_embeddings(cats, self.inference.templates).to(text_device)
 
-    def segment_probabilities(self, images: Sequence[np.ndarray], categories: Sequence[str]) -> list[torch.Tensor]:
-        """Per-image probabilities [K, H_i, W_i] at each input's resolution; all windows of all images share batches."""
+    def _window_maps(self, images: Sequence[np.ndarray], categories: Sequence[str]) -> list[GroupMaps]:
+        """Probabilities at the model's resolution per group of same-size images (all windows share batches)."""
         images = [validate_image(im, i) for i, im in enumerate(images)]
         if not images:
             raise ValueError("no images given")
-        text = self.encode_text(categories)
-        cfg, multiple = self.inference, self.model.backbone.patch_size
+        text = self._text_on_device(categories)
+        cfg = self.inference
         fixed = self.backend.input_size
         if fixed is not None and (cfg.window or cfg.short_side) != fixed:
             raise BackendError(f"backend {self.backend.name} runs {fixed}x{fixed} inputs only, but inference asks for "
                                f"{cfg.window or cfg.short_side}; set window (or short_side with window=None) to {fixed}")
         lock = contextlib.nullcontext() if self.backend.thread_safe else self._lock
-        with lock, torch.inference_mode():
-            tensors = []
-            for im in images:
-                t = to_normalised_tensor(im, self.model.cfg.preprocess, self.device)
-                size = model_input_size(im.shape[0], im.shape[1], cfg, multiple)
-                tensors.append(resize_maps(t[0], size))
-            run = lambda x: self.backend.run(x, text)  # noqa: E731
-            probs = sliding_window_probabilities(tensors, run, cfg.window, cfg.stride, self.backend.max_batch)
-            return [resize_maps(p, im.shape[:2]).clamp_(0, 1) for p, im in zip(probs, images)]
+
+        def run(windows: torch.Tensor) -> torch.Tensor:
+            with lock:  # only the backend call: pre- and post-processing of other calls go on meanwhile
+                return self.backend.run(windows, text)
+
+        return window_maps(images, run, self.model.cfg.preprocess, cfg, self.model.backbone.patch_size, self.device,
+                           self.backend.max_batch, self._workspace)
+
+    def _text_on_device(self, categories: Sequence[str]) -> torch.Tensor:
+        """The query's embeddings where the backend runs, copied there once per query (ONNX Runtime and TensorRT
+        keep the text tower on the CPU; a copy from pageable memory each frame would wait for the GPU)."""
+        text = self.encode_text(categories)
+        if text.device == self.device:
+            return text
+        key = (tuple(categories), self.inference.templates)
+        cached = self._device_text
+        if cached is None or cached[0] != key:
+            cached = self._device_text = (key, text.to(self.device))
+        return cached[1]
+
+    def segment_probabilities(self, images: Sequence[np.ndarray], categories: Sequence[str]) -> list[torch.Tensor]:
+        """Per-image probabilities [K, H_i, W_i] at each input's resolution, on the backend's device."""
+        out: list[torch.Tensor] = [None] * len(images)  # type: ignore[list-item]
+        with torch.inference_mode():
+            for group in self._window_maps(images, categories):
+                probs = upsample(group.maps, group.size)
+                probs = (probs.clone() if probs is group.maps else probs).clamp_(0, 1)  # never a workspace tensor
+                for row, i in enumerate(group.members):
+                    out[i] = probs[row]
+        return out
 
     @overload
-    def segment(self, image: np.ndarray, categories: Sequence[str], *,
-                probabilities: bool = True) -> SegmentationResult: ...
+    def segment(self, image: np.ndarray, categories: Sequence[str], *, probabilities: bool = True,
+                outputs: Outputs | None = None) -> SegmentationResult: ...
 
     @overload
-    def segment(self, image: Sequence[np.ndarray], categories: Sequence[str], *,
-                probabilities: bool = True) -> list[SegmentationResult]: ...
+    def segment(self, image: Sequence[np.ndarray], categories: Sequence[str], *, probabilities: bool = True,
+                outputs: Outputs | None = None) -> list[SegmentationResult]: ...
 
-    def segment(self, image, categories, *, probabilities=True):
+    def segment(self, image, categories, *, probabilities=True, outputs=None):
         """Segment one HxWx3 uint8 RGB image, or a batch (a list, or a BxHxWx3 array), for the given categories.
 
-        probabilities=False leaves `SegmentationResult.probabilities` None: on a GPU that saves copying the
-        [K, H, W] float maps to host memory (12 MB per 640x480 frame at K=10), which the node never publishes.
+        Pre- and post-processing run on the backend's device; only the results in `outputs` (default: labels, masks,
+        confidence, probabilities) are computed and copied to host memory, a batch's all at once.
+        probabilities=False drops the probabilities from `outputs`: on a GPU that saves copying the [K, H, W]
+        float maps to host memory (12 MB per 640x480 frame at K=10).
         """
         single = isinstance(image, np.ndarray) and image.ndim != 4
         if single:
@@ -186,13 +208,14 @@ class Segmenter:
         else:
             raise ValueError(f"image must be an HxWx3 uint8 RGB array or a batch of them, got {type(image).__name__}")
         cats = validate_categories(categories, self.inference.max_categories)
+        wanted = outputs or Outputs()
+        if not probabilities:
+            wanted = dataclasses.replace(wanted, probabilities=False)
         cfg = self.inference
-        results = []
-        for probs in self.segment_probabilities(images, cats):
-            out = labels_from_probabilities(probs, cfg.background_threshold if cfg.background else None,
-                                            cfg.mask_threshold)
-            results.append(SegmentationResult(
-                categories=list(cats), probabilities=probs.cpu().numpy() if probabilities else None,
-                masks=out.masks.cpu().numpy(),
-                labels=out.labels.cpu().numpy(), confidence=out.confidence.cpu().numpy()))
+        with torch.inference_mode():
+            groups = self._window_maps(images, cats)
+            arrays = batch_outputs(groups, cfg.background_threshold if cfg.background else None, cfg.mask_threshold,
+                                   wanted, self._workspace)
+        empty = dict.fromkeys(("probabilities", "masks", "labels", "confidence", "mask_images"))
+        results = [SegmentationResult(categories=list(cats), **{**empty, **found}) for found in arrays]
         return results[0] if single else results

@@ -72,9 +72,10 @@ class TensorRTBackend:
         if text.ndim != 2 or text.shape[1] != self.embed_dim or text.shape[0] < 1:
             raise BackendError(f"text embeddings have shape {tuple(text.shape)}; expected [K, {self.embed_dim}] "
                                "with K >= 1")
+        # Device tensors in, device tensors out: the runner binds the inputs' memory and returns its output buffer.
         chunks = [self.runner({IMAGES_INPUT: images, TEXT_INPUT: part})[PROBABILITIES_OUTPUT]
                   for part in text.split(self.max_categories)]
-        return torch.cat(chunks, dim=1).float()
+        return (chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)).float()
 
 
 def create_tensorrt_backend(onnx_path: str | Path, reference: ReferenceFactory, config: TensorRTConfig, *,
