@@ -31,8 +31,8 @@ class BackboneConfig:
     weights: str | None = None  # local CLIP weights (.safetensors); relative paths resolve against the config file
     extract_layers: tuple[int, ...] = (3, 6, 9)  # 0-indexed blocks whose residual-stream outputs feed the decoder
     # open_clip's vision block type: "custom" computes attention with PyTorch's scaled_dot_product_attention, "default"
-    # with nn.MultiheadAttention. Same parameters and state-dict keys, outputs equal to ~2e-6; the ViT-B/16 tower at 448
-    # ran 12% faster with "custom" on the 2-core CPU (benchmarks/segmenter_speed.py prints both).
+    # with nn.MultiheadAttention. Same parameters and state-dict keys, outputs equal to ~2e-6; "custom" is the faster
+    # one on the CPU (benchmarks/segmenter_speed.py prints both).
     vision_block: Literal["default", "custom"] = "custom"
 
 

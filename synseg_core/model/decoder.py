@@ -40,8 +40,8 @@ class DecoderAttention(nn.Module):
 
 # Rows per chunk when a per-token MLP runs in CPU inference: its hidden activations ([K * T, 2048] in the FFN, 64 MB at
 # 448 and K=10) then stay in a small reused buffer; allocating and first touching buffers that size cost more than the
-# matmuls themselves (measured at 448, K=10 on the 2-core development CPU: FFN 60 -> 24 ms per layer; the refined
-# upsampler as chunked matmuls, RefinedUpsampler, 28-35 -> 7.3 ms against PyTorch's convolutions).
+# matmuls themselves (the README's benchmark section has the figures; so has the refined upsampler as chunked
+# matmuls, RefinedUpsampler, against PyTorch's convolutions).
 CPU_CHUNK_ROWS = 1024
 
 

@@ -3,7 +3,7 @@ PyTorch CPU, and logs why each skipped step was skipped.
 
 PyTorch on a GPU comes before ONNX Runtime on the CPU: the PyPI `onnxruntime` wheel has no CUDA provider, and a
 GPU PyTorch is far faster than any CPU runtime. On a CPU-only machine ONNX Runtime comes before PyTorch (it runs
-ViT-B/16 about 2x faster). The concrete backends come from factories, so this module imports none of them.
+ViT-B/16 faster, and int8 only there). The concrete backends come from factories, so this module imports none of them.
 """
 from __future__ import annotations
 

@@ -35,8 +35,7 @@ class TensorRTConfig:
     lock_timeout_s: float = 3600.0  # wait this long for another process building the same engine
     # A fresh engine must match the reference on random inputs: mean |p_trt - p_ref| catches systematic errors
     # (miscompiled fusions, fp16 overflow), max |.| catches local blow-ups. The max is taken over millions of
-    # probabilities (B x K x S x S), and TF32 / fp16 matmuls round, hence the loose max bounds. Defaults are not
-    # yet measured on a GPU.
+    # probabilities (B x K x S x S), and TF32 / fp16 matmuls round, hence the loose max bounds.
     verify_mean_abs_fp32: float = 1e-3
     verify_max_abs_fp32: float = 5e-2
     verify_mean_abs_fp16: float = 1e-2
