@@ -78,7 +78,8 @@ node_cmd=("$venv/bin/synseg_node")
 [ -x "${node_cmd[0]}" ] || node_cmd=("$py" -c "from synseg_ros.node import main; main()")
 echo "[demo] starting the synseg node (model $model, ROS_DOMAIN_ID $ROS_DOMAIN_ID)"
 "${node_cmd[@]}" --ros-args --params-file "$root/config/synseg.yaml" --params-file "$params" \
-  -p "checkpoint:=$model" -p image_reliability:=best_effort -r "image:=/synseg_demo/image" > "$out/node.log" 2>&1 &
+  -p "checkpoint:=$model" -p image_reliability:=best_effort -r "image:=/synseg_demo/image" \
+  -p exit_on_configure_failure:=false > "$out/node.log" 2>&1 &  # the player reports a failed start-up itself
 node_pid=$!
 stop_node() {
   if kill -0 "$node_pid" 2>/dev/null; then

@@ -17,6 +17,7 @@ from synseg_core.model.cli import main as synseg_model
 from synseg_core.model.hub import MODEL_DIR_ENV
 from synseg_core.evaluation.datasets import read_label
 from synseg_proof.demo_assets import DEMO_DIR, read_demo_frames, write_demo_frames, write_node_params
+from synseg_ros.demo_player import resized
 from tests.model.clipseg_files import SMALL_CLIPSEG, SMALL_OUTPUT_SCALE, build_clipseg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def test_short_demo_masks_cover_the_queried_objects(tmp_path):
     assert (DEMO_DIR / "model" / "config.json").is_file(), "the bundled demo model is missing"
     run = _demo(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    frames = read_demo_frames(DEMO_DIR / "frames")
+    frames = resized(read_demo_frames(DEMO_DIR / "frames"), (640, 480))  # the player sends camera-size frames
     names = frames.names[:SHORT_FRAMES]
     assert re.findall(r"frame (\S+): [\d.]+ ms", run.stdout) == names
     assert f"summary: {SHORT_FRAMES}/{SHORT_FRAMES} frames" in run.stdout
