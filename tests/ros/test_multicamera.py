@@ -1,4 +1,4 @@
-"""One node, several cameras, one model (issue 9), over DDS: per-camera topics and headers, batched results equal
+"""One node, several cameras, one model, over DDS: per-camera topics and headers, batched results equal
 to one frame at a time, no starvation under a flood, a bad frame isolated to its camera, stale cameras, per-camera
 overrides and configure-time errors."""
 import subprocess
