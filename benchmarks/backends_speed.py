@@ -11,6 +11,7 @@ device.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 
@@ -19,6 +20,7 @@ import torch
 from benchmarks.common import interleaved_medians, machine_description
 from synseg_core import get_model_config
 from synseg_core.deploy.backends.factory import create_backend
+from synseg_core.deploy.backends.onnx_backend import available_providers
 from synseg_core.deploy.backends.torch_backend import cpu_has_native_bf16
 from synseg_core.model.synseg import SynSeg
 
@@ -70,12 +72,19 @@ def cuda_rows(model: SynSeg, images: torch.Tensor, text: torch.Tensor, cache: st
     gpu = {f"torch cuda {p}{' eager' if not graphs else ''}": create_backend("torch", model, device="cuda",
                                                                               precision=p, cuda_graphs=graphs)
            for p in ("fp32", "fp16", "bf16") for graphs in (False, True)}
-    for name, options in (("onnxruntime cuda fp32", {"backend": "onnxruntime", "precision": "fp32"}),
-                          ("tensorrt fp16", {"backend": "tensorrt", "precision": "fp16"})):
+    # checked first: creating either without its runtime would export ViT-B/16 to ONNX before failing
+    others = [("onnxruntime cuda fp32", "onnxruntime", "fp32", "CUDAExecutionProvider" in available_providers(),
+               "this onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu is not installed)"),
+              ("tensorrt fp16", "tensorrt", "fp16", importlib.util.find_spec("tensorrt") is not None,
+               "tensorrt is not installed")]
+    for name, backend, precision, present, missing in others:
+        if not present:
+            print(f"{name} not measured: {missing}")
+            continue
         try:
-            gpu[name] = create_backend(options["backend"], model, device="cuda", precision=options["precision"],
-                                       cache_dir=cache, input_size=args.size)
-        except Exception as exc:  # a runtime missing or failing is a result to print, not a crash
+            gpu[name] = create_backend(backend, model, device="cuda", precision=precision, cache_dir=cache,
+                                       input_size=args.size)
+        except Exception as exc:  # a runtime failing is a result to print, not a crash
             print(f"{name} not measured: {type(exc).__name__}: {exc}")
     gimages, gtext = images.cuda(), text.cuda()  # on the device, as the Segmenter hands them over
     med = interleaved_medians({k: (lambda b=b: b.run(gimages, gtext)) for k, b in gpu.items()}, args.repeats * 4,

@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-profile", action="store_true", help="Fast DDS defaults in every process")
     p.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the node")
     p.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the echo process's role
+    p.add_argument("--host-time-frames", type=int, default=8,
+                   help="frames per path for the node's host time outside the model, old vs new image path, for the "
+                        "last model (benchmarks/host_time.py; 0 = skip)")
     return p.parse_args(argv)
 
 
@@ -286,7 +289,22 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown(context=context)
     for r in results:
         report(r)
+    if args.host_time_frames > 0:
+        print_host_time(args)
     return 0
+
+
+def print_host_time(args: argparse.Namespace) -> None:
+    """The node's per-frame host work (conversion, image path, messages) outside the model, old vs new image path,
+    measured in this process with the node's own functions (benchmarks/host_time.py)."""
+    from benchmarks import host_time
+
+    model = args.models[-1]
+    options = host_time.parse_args(["--model", model, "--frames", str(args.host_time_frames), "--height",
+                                    str(args.height), "--width", str(args.width), "--categories", str(args.categories)])
+    print(f"\n{model}: the node's host time per frame outside the model, old vs new image path (benchmarks/host_time)")
+    for line in host_time.report(host_time.measure(options)):
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

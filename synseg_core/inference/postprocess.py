@@ -46,7 +46,7 @@ def winning_labels(probs: torch.Tensor, peak: torch.Tensor, background_threshold
 
     Args:
         probs: [..., K, H, W] probabilities.
-        peak: [..., H, W] their maximum over K, exactly as `torch.amax` gives it (before any clamping).
+        peak: [..., H, W] their maximum over K, exactly as `torch.amax` gives it.
 
     Why not `torch.max(dim)`: its index-tracking reduction runs several times slower on the CPU than three
     vectorised passes: which categories hit the maximum, each hit weighted K - 1 - k, the largest weight.
@@ -111,7 +111,8 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
     """The requested outputs of a batch of same-size images, computed where `maps` live.
 
     Args:
-        maps: probabilities [N, K, h, w] at the model's resolution (left unchanged).
+        maps: probabilities [N, K, h, w] at the model's resolution (clamped in place when no resize is needed and
+            they are not returned).
         size: the input images' (H, W).
         background_threshold, mask_threshold: as in `labels_from_probabilities`, both in [0, 1).
         workspace, key: where intermediates are kept between calls (the results are always new tensors).
@@ -124,12 +125,12 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
     target = None if returned or workspace is None else workspace.tensor(
         ("probabilities", key), (n, k, *size), maps.dtype, device)
     probs = upsample(maps, size, target)
+    if returned and probs is maps:  # no resize: never hand out the caller's (or a workspace's) tensor
+        probs = probs.clone()
+    probs.clamp_(0, 1)
     result: dict[str, torch.Tensor] = {}
-    # Probabilities are clamped into [0, 1]. A threshold in [0, 1) gives the same masks with or without the clamp,
-    # and so does the winner of a pixel unless several categories leave [0, 1] (more than rounding, i.e. a broken
-    # backend), so the clamp runs on the full maps only when they are returned, else on the confidence.
     if returned:
-        result["probabilities"] = (probs.clone() if probs is maps else probs).clamp_(0, 1)
+        result["probabilities"] = probs
     if outputs.labels or outputs.confidence:
         confidence = torch.empty((n, *size), dtype=maps.dtype, device=device) if outputs.confidence else \
             scratch(workspace, ("confidence", key), (n, *size), maps.dtype, device)
@@ -138,7 +139,7 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
             dtype = compact_label_dtype(k) if outputs.compact_labels else torch.int32
             result["labels"] = winning_labels(probs, confidence, background_threshold, dtype, workspace, key)
         if outputs.confidence:
-            result["confidence"] = confidence.clamp_(0, 1)
+            result["confidence"] = confidence
     if outputs.masks:
         result["masks"] = probs > mask_threshold
     if outputs.mask_images:

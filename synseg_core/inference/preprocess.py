@@ -38,18 +38,18 @@ def validate_image(image: object, index: int | None = None) -> np.ndarray:
     return image
 
 
-def normalisation(pre: PreprocessConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift), each [3, 1, 1], with x * scale + shift = (x / 255 - mean) / std for pixel values x."""
-    return _normalisation(tuple(pre.mean), tuple(pre.std), torch.device(device))
+def normalise_(pixels: torch.Tensor, pre: PreprocessConfig) -> torch.Tensor:
+    """In place: pixel values [N, 3, H, W] float32 (0..255) -> (x / 255 - mean) / std with the model's statistics.
+    Three passes, op for op the arithmetic of the path this replaced, so its windows come out bit for bit the same."""
+    mean, std = _statistics(tuple(pre.mean), tuple(pre.std), pixels.device)
+    return pixels.div_(255).sub_(mean).div_(std)
 
 
 @functools.lru_cache(maxsize=8)
-def _normalisation(mean: tuple[float, ...], std: tuple[float, ...],
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _statistics(mean: tuple[float, ...], std: tuple[float, ...],
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Made once per device: a copy from pageable host memory to a GPU waits for the GPU's queued work.
-    mean64, std64 = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
-    scale, shift = 1.0 / (255.0 * std64), -mean64 / std64
-    return scale.float().view(3, 1, 1).to(device), shift.float().view(3, 1, 1).to(device)
+    return torch.tensor(mean).view(3, 1, 1).to(device), torch.tensor(std).view(3, 1, 1).to(device)
 
 
 def to_normalised_tensor(image: np.ndarray, pre: PreprocessConfig, device: torch.device) -> torch.Tensor:
@@ -57,8 +57,7 @@ def to_normalised_tensor(image: np.ndarray, pre: PreprocessConfig, device: torch
     from .transfer import frames_to_device
 
     ((_, frames),) = frames_to_device([validate_image(image)], torch.device(device))
-    scale, shift = normalisation(pre, frames.device)
-    return torch.addcmul(shift, frames.permute(0, 3, 1, 2), scale).contiguous()
+    return normalise_(frames.permute(0, 3, 1, 2).float().contiguous(), pre)
 
 
 def model_input_size(height: int, width: int, cfg: InferenceConfig, multiple: int) -> tuple[int, int]:
@@ -106,17 +105,15 @@ def frames_to_windows(frames: torch.Tensor, layout: WindowLayout, pre: Preproces
                       out: torch.Tensor | None = None, workspace: Workspace | None = None,
                       key: int = 0) -> torch.Tensor:
     """uint8 frames [N, H, W, 3] -> normalised windows [N * B, 3, wh, ww] float32 (image-major), on the frames'
-    device: bilinear resize to `layout.size` on the pixel values, then the model's normalisation while cutting the
-    windows (both linear, so the order changes only rounding). Intermediates come from `workspace` (under `key`)."""
+    device: the model's normalisation, a bilinear resize to `layout.size`, the windows cut. Intermediates come from
+    `workspace` (under `key`)."""
     pixels = frames.permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last memory: no copy
+    values = scratch(workspace, ("pixels", key), pixels.shape, torch.float32, frames.device)
+    normalise_(values.copy_(pixels), pre)  # planar: the resize kernel that splits best across threads
     if tuple(pixels.shape[-2:]) != layout.size:
-        # planar float for the resize: with three channels its kernel splits across threads better than the
-        # channels-last one (benchmarks/host_time.py shows the stage)
-        values = scratch(workspace, ("pixels", key), pixels.shape, torch.float32, frames.device).copy_(pixels)
         resized = scratch(workspace, ("resized", key), (len(frames), 3, *layout.size), torch.float32, frames.device)
-        pixels = resize(values, layout.size, resized)
-    scale, shift = normalisation(pre, frames.device)
-    return extract_windows(pixels, layout, scale, shift, out)
+        values = resize(values, layout.size, resized)
+    return extract_windows(values, layout, out)
 
 
 def resize(maps: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,24 +124,18 @@ def resize(maps: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None =
     return torch.ops.aten.upsample_bilinear2d.out(maps, list(size), False, None, None, out=out)
 
 
-def extract_windows(images: torch.Tensor, layout: WindowLayout, scale: torch.Tensor | None = None,
-                    shift: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Windows [N * B, C, wh, ww] (image-major) of images [N, C, h, w], each `x * scale + shift` when given.
+def extract_windows(images: torch.Tensor, layout: WindowLayout, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Windows [N * B, C, wh, ww] (image-major) of images [N, C, h, w].
 
     out: where to write them (e.g. a slice of one buffer holding the windows of several groups of images).
     """
     n, channels = images.shape[:2]
     (wh, ww), count = layout.window, len(layout.boxes)
     if out is None:
-        dtype = images.dtype if scale is None else torch.float32
-        out = torch.empty(n * count, channels, wh, ww, dtype=dtype, device=images.device)
+        out = torch.empty(n * count, channels, wh, ww, dtype=images.dtype, device=images.device)
     grid = out.view(n, count, channels, wh, ww)
     for b, (y, x) in enumerate(layout.boxes):
-        crop = images[:, :, y:y + wh, x:x + ww]
-        if scale is None:
-            grid[:, b].copy_(crop)
-        else:
-            torch.addcmul(shift, crop, scale, out=grid[:, b])
+        grid[:, b].copy_(images[:, :, y:y + wh, x:x + ww])
     return out
 
 
@@ -165,10 +156,11 @@ def _cells(layout: WindowLayout) -> list[tuple[slice, slice, list[int]]]:
 def average_windows(probs: torch.Tensor, n: int, layout: WindowLayout, workspace: Workspace | None = None,
                     key: int = 0) -> torch.Tensor:
     """Windows' probabilities [N * B, K, wh, ww] (image-major) -> [N, K, h, w], the mean of the windows covering
-    each pixel. Each cell between window edges is written once: a copy, a two-window lerp, or a sum and a division.
+    each pixel. Each cell between window edges is written once: a copy, or the windows' sum (in window order)
+    divided by their count: bit for bit the sums of the path this replaced, without its zeroed buffers.
     """
     k, (wh, ww), count = probs.shape[1], layout.window, len(layout.boxes)
-    per_box = probs.view(n, count, k, wh, ww)
+    per_box = probs.reshape(n, count, k, wh, ww)  # a view of what backends return (contiguous)
     if count == 1:
         return per_box[:, 0]
     out = scratch(workspace, ("maps", key), (n, k, *layout.size), probs.dtype, probs.device)
@@ -180,13 +172,11 @@ def average_windows(probs: torch.Tensor, n: int, layout: WindowLayout, workspace
             parts.append(per_box[:, b, :, rows.start - y:rows.stop - y, cols.start - x:cols.stop - x])
         if len(parts) == 1:
             target.copy_(parts[0])
-        elif len(parts) == 2:
-            torch.lerp(parts[0], parts[1], 0.5, out=target)
-        else:
-            torch.add(parts[0], parts[1], out=target)
-            for part in parts[2:]:
-                target += part
-            target /= len(parts)
+            continue
+        torch.add(parts[0], parts[1], out=target)
+        for part in parts[2:]:
+            target += part
+        target /= len(parts)
     return out
 
 

@@ -98,9 +98,11 @@ def resolve_model_source(source: str | Path | SynSegConfig, verify: bool = True)
 class Segmenter:
     """Open-vocabulary segmentation of RGB images for a list of category names.
 
-    Text embeddings are cached per category string; the image path runs on a pluggable backend.
+    Text embeddings are cached per category string; the image path runs on a pluggable backend, with pre- and
+    post-processing on the backend's device (synseg_core/inference/image_path.py).
     Thread-safe: calls from several threads run the backend at once when it is `thread_safe` (torch, ONNX Runtime),
-    else one at a time (TensorRT).
+    else one at a time (TensorRT); their pre- and post-processing always overlap. Each calling thread keeps its
+    intermediates (about K + 5 maps of the largest input size) for its next call.
     """
 
     def __init__(self, model: SynSeg, backend: ImagePathBackend, inference: InferenceConfig | None = None):
