@@ -154,6 +154,10 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
       echo "== node_latency not run: rclpy or the node's messages (synseg_msgs) do not import here" >>"$figures"
       continue
     fi
+    if [[ "$arguments" == *--device* ]] && ! "$py" -m "benchmarks.$bench" --help 2>/dev/null | grep -q -- --device; then
+      echo "== $bench not run: it has no --device option here" >>"$figures"
+      continue
+    fi
     note "benchmark $bench $arguments (at most ${limit}s)"
     # shellcheck disable=SC2086
     { echo "== python -m benchmarks.$bench $arguments"; timeout "$limit" "$py" -m "benchmarks.$bench" $arguments 2>&1 \
