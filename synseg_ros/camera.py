@@ -162,14 +162,17 @@ class CameraPipeline:
                     confidence_message(result.confidence, header)
             return cached[name]
 
+        # A result computed before a publish_* parameter changed may lack an output: it is left out this once.
+        masks = result.mask_images if result.mask_images is not None else result.masks
+        has_confidence = self.params.publish_confidence and result.confidence is not None
         messages = []
         if self._wanted("segmentation"):
             messages.append(("segmentation", segmentation_message(
                 Segmentation, labels, header, image("labels"),
-                masks_messages(result.masks, header) if self.params.publish_masks else [],
-                image("confidence") if self.params.publish_confidence else None)))
+                masks_messages(masks, header) if self.params.publish_masks and masks is not None else [],
+                image("confidence") if has_confidence else None)))
         for name in ("labels", "confidence"):
-            if self._wanted(name):
+            if self._wanted(name) and (name == "labels" or has_confidence):
                 messages.append((name, image(name)))
         if self._wanted("overlay"):
             messages.append(("overlay", overlay_message(rgb, result.labels, num, self.params.overlay_alpha, header)))

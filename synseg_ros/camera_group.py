@@ -26,6 +26,7 @@ import numpy as np
 from rclpy.lifecycle import LifecycleNode
 
 from synseg_core.serving.scheduling import BatchScheduler, BatchStats
+from synseg_core.inference.postprocess import Outputs
 from synseg_core.inference.segmenter import SegmentationResult, Segmenter
 from synseg_core.serving.threads import IntraOpThreads
 from synseg_ros.camera import CameraPipeline, Frame
@@ -63,6 +64,7 @@ class CameraGroup:
     def __init__(self, node: LifecycleNode, segmenter: Segmenter, params: NodeParameters,
                  cameras: Sequence[CameraSettings], gate: LabelGate) -> None:
         self._segmenter = segmenter
+        self._params = params
         self._gate = gate
         self._log_error = ThrottledLog(node.get_logger().error, params.log_throttle_s)
         self._log_warning = ThrottledLog(node.get_logger().warning, params.log_throttle_s)
@@ -167,13 +169,15 @@ class CameraGroup:
 
     def _segment(self, images: list[np.ndarray], categories: list[str]) -> list[SegmentationResult]:
         """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
+        # Only what the messages carry comes back from the device, already in their pixel formats.
+        outputs = Outputs(labels=True, masks=False, probabilities=False, compact_labels=True,
+                          confidence=self._params.publish_confidence, mask_images=self._params.publish_masks)
         parts = min(self.lanes, len(images))
         if parts == 1:
-            return self._segmenter.segment(images, categories, probabilities=False)
+            return self._segmenter.segment(images, categories, outputs=outputs)
         size = -(-len(images) // parts)
         chunks = [images[i:i + size] for i in range(0, len(images), size)]
-        done = self._lane_pool.map(
-            lambda chunk: self._segmenter.segment(chunk, categories, probabilities=False), chunks)
+        done = self._lane_pool.map(lambda chunk: self._segmenter.segment(chunk, categories, outputs=outputs), chunks)
         return [result for chunk in done for result in chunk]
 
     def _wait_for_publishing(self) -> None:

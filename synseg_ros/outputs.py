@@ -41,12 +41,16 @@ def labels_encoding(num_categories: int) -> str:
 def labels_message(labels: np.ndarray, num_categories: int, header: Header) -> Image:
     """Label map [H, W] int -> mono8/mono16 Image."""
     dtype = np.uint8 if labels_encoding(num_categories) == "mono8" else np.uint16
-    return array_to_image(labels.astype(dtype), labels_encoding(num_categories), header)
+    return array_to_image(labels.astype(dtype, copy=False), labels_encoding(num_categories), header)
 
 
 def masks_messages(masks: np.ndarray, header: Header) -> list[Image]:
-    """Binary masks [K, H, W] bool -> K mono8 Images in category order, values 0/255."""
-    planes = np.ascontiguousarray(masks).view(np.uint8) * np.uint8(MASK_ON)  # [K, H, W] 0/255
+    """Binary masks [K, H, W] (bool, or uint8 0/255 planes as `Segmenter` returns `mask_images`) -> K mono8 Images
+    in category order, values 0/255."""
+    if masks.dtype == np.uint8:
+        planes = masks
+    else:
+        planes = np.ascontiguousarray(masks).view(np.uint8) * np.uint8(MASK_ON)  # [K, H, W] 0/255
     return [array_to_image(plane, "mono8", header) for plane in planes]
 
 
