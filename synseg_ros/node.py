@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -75,7 +74,7 @@ class SynSegNode(LifecycleNode):
         self.gate = LabelGate()  # the active query; survives cleanup
         self.configure_error: str | None = None  # why the last configure failed (None after a success)
         self._rejected_queries = 0
-        self._seen_queries: deque = deque(maxlen=64)  # (publisher, sequence) of queries handled: one per sample
+        self._last_query_seq: dict[bytes, int] = {}  # publisher gid -> sequence number of its newest query handled
         self._active = False
         self._label_info_pub = self._vision_pub = None
         self._query_subs: list = []
@@ -235,11 +234,14 @@ class SynSegNode(LifecycleNode):
     # ---- query -----------------------------------------------------------------------------------------------
 
     def _on_query(self, msg: String, info: dict, topic: str) -> None:
-        gid = info.get("publisher_gid") or {}
-        key = (bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
-        if key[1] is not None and key in self._seen_queries:
-            return  # the same sample through the other query subscription
-        self._seen_queries.append(key)
+        # Both query subscriptions may deliver a sample, in either order: a publisher's sample that is not newer than
+        # the newest one handled is a duplicate or late, and applying it would bring an older query back.
+        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
+        sequence = info.get("publication_sequence_number")
+        if sequence is not None:
+            if sequence <= self._last_query_seq.get(gid, -1):
+                return
+            self._last_query_seq[gid] = sequence
         self.apply_query(msg.data, topic)
 
     def apply_query(self, text: str, source: str) -> bool:
@@ -269,14 +271,15 @@ class SynSegNode(LifecycleNode):
 
     def _publish_label_info(self) -> None:
         """Publish the active label set (the caller holds the gate's lock)."""
-        if not self._active or self._label_info_pub is None or self.params is None:
+        segmenter, label_info_pub, vision_pub = self.segmenter, self._label_info_pub, self._vision_pub
+        if not self._active or label_info_pub is None or self.params is None or segmenter is None:
             return
         labels = self.gate.current
-        self._label_info_pub.publish(String(data=label_info_json(labels)))
-        if self._vision_pub is not None:
+        label_info_pub.publish(String(data=label_info_json(labels)))
+        if vision_pub is not None:
             header = Header(stamp=self.get_clock().now().to_msg())
-            self._vision_pub.publish(vision_label_info(self._vision_type, labels,
-                                                       self.segmenter.inference.mask_threshold, header))
+            vision_pub.publish(vision_label_info(self._vision_type, labels, segmenter.inference.mask_threshold,
+                                                 header))
 
     # ---- parameters ------------------------------------------------------------------------------------------
 
@@ -322,33 +325,35 @@ class SynSegNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()))
-        if self.segmenter is None or self.params is None or self.group is None:
+        # One read of each: a cleanup on another thread may release them while this timer runs.
+        segmenter, params, group = self.segmenter, self.params, self.group
+        if segmenter is None or params is None or group is None:
             array.status.append(unconfigured_status(
                 f"{self.get_fully_qualified_name()}: node", str(self.get_parameter("device").value),
                 str(self.get_parameter("checkpoint").value), self.configure_error))
         else:
-            info = self._diagnostic_info()
-            for camera, snapshot in self.group.snapshots():
+            info = self._diagnostic_info(segmenter, params, group)
+            for camera, snapshot in group.snapshots():
                 array.status.append(diagnostic_status(
-                    f"{self.get_fully_qualified_name()}: {camera.topic}", self.params.device, snapshot,
+                    f"{self.get_fully_qualified_name()}: {camera.topic}", params.device, snapshot,
                     {"camera": camera.settings.name, **info} if camera.settings.name else info, active=self._active,
-                    num_categories=len(self.categories), stale_after_s=self.params.stale_image_timeout_s,
+                    num_categories=len(self.categories), stale_after_s=params.stale_image_timeout_s,
                     image_topic=camera.topic))
         self._diagnostics_pub.publish(array)
 
-    def _diagnostic_info(self) -> dict[str, object]:
-        backend, batches = self.segmenter.backend, self.group.batch_stats
-        sources = self.params.inference_sources()
+    def _diagnostic_info(self, segmenter: Segmenter, params: NodeParameters, group: CameraGroup) -> dict[str, object]:
+        backend, batches = segmenter.backend, group.batch_stats
+        sources = params.inference_sources()
         return {"backend": backend.name, "precision": backend.precision, "device": str(backend.device),
-                "model": self.segmenter.model.cfg.name, "checkpoint": self.params.checkpoint,
-                "weights": "untrained decoder (model config)" if is_model_config(self.params.checkpoint)
+                "model": segmenter.model.cfg.name, "checkpoint": params.checkpoint,
+                "weights": "untrained decoder (model config)" if is_model_config(params.checkpoint)
                 else "checkpoint",
                 **{f"inference_{name}": f"{value} ({sources[name]})"
-                   for name, value in effective_settings(self.segmenter.inference).items()},
+                   for name, value in effective_settings(segmenter.inference).items()},
                 "query_id": self.gate.current.query_id, "rejected_queries": self._rejected_queries,
                 "active": self._active, "cameras": len(self.cameras), "batches": batches.batches,
                 "batched_frames": batches.items, "largest_batch": batches.largest,
-                "inference_lanes": self.group.lanes, "intra_op_threads": torch.get_num_threads()}
+                "inference_lanes": group.lanes, "intra_op_threads": torch.get_num_threads()}
 
 
 def _empty_cuda_cache() -> None:

@@ -145,9 +145,14 @@ def test_no_output_of_an_old_query_is_published_after_the_label_info_of_a_new_on
     flooder.start()
     try:
         for n in range(1, 9):
-            time.sleep(0.05 + 0.04 * (n % 3))  # changes land at different points of a frame's inference
+            # Each query is switched to while frames are in flight, after the previous one produced outputs, so
+            # several ids have outputs and every switch lands at some point of a frame's inference.
             query_pub.publish(String(data=", ".join(f"q{n} {c}" for c in "abc"[:1 + n % 3])))
-        wait_until(lambda: rig.node.categories[0].startswith("q8"), what="the last query")
+            wait_until(lambda: rig.node.categories[0].startswith(f"q{n} "), what=f"query {n}")
+            current = rig.node.gate.current.query_id
+            wait_until(lambda: any(m.query_id == current for _, m in list(published["segmentation"])),
+                       what=f"outputs of query {n}")
+            time.sleep(0.01 * (n % 3))
         last = rig.node.gate.current.query_id
         wait_until(lambda: any(m.query_id == last for _, m in published["segmentation"]), what="its outputs")
     finally:
@@ -161,3 +166,23 @@ def test_no_output_of_an_old_query_is_published_after_the_label_info_of_a_new_on
         assert list(msg.categories) == announced[msg.query_id][1]  # the names its label_info announced
         later = [t for qid, (t, _) in announced.items() if qid > msg.query_id]
         assert all(sent < t for t in later), f"an output of query {msg.query_id} followed a newer label_info"
+
+
+def test_a_late_copy_of_an_older_query_never_brings_it_back(ros, unique_ns):
+    """Both query subscriptions deliver a sample, in either order: the second copy, or an older sample arriving
+    after a newer one of the same publisher, is ignored; another publisher's samples count on their own."""
+    rig = start_rig(ros, unique_ns, categories="first")
+    node = rig.node
+
+    def deliver(text: str, publisher: bytes, sequence: int) -> None:
+        node._on_query(String(data=text), {"publisher_gid": {"data": publisher}, "publication_sequence_number":
+                                           sequence}, "test")
+
+    deliver("a, b", b"one", 1)
+    deliver("c", b"one", 3)  # the latched subscription (depth 1) has only the newest sample
+    query_id = node.gate.current.query_id
+    for text, sequence in (("a, b", 1), ("x", 2), ("c", 3)):  # the volatile one, lagging, delivers all of them
+        deliver(text, b"one", sequence)
+    assert node.categories == ("c",) and node.gate.current.query_id == query_id
+    deliver("d", b"two", 1)  # a second publisher starts its own count
+    assert node.categories == ("d",)
