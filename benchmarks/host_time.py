@@ -127,8 +127,7 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     segmenter.backend = backend = TimedBackend(segmenter.backend, args.stand_in_model)
     categories = [f"object number {i}" for i in range(args.categories)]
     segmenter.encode_text(categories)
-    wanted = Outputs(labels=True, masks=False, probabilities=False, confidence=args.all_outputs,
-                     mask_images=args.all_outputs, compact_labels=True)
+    wanted = Outputs.for_images(masks=args.all_outputs, confidence=args.all_outputs)
     paths = {"old": lambda rgb: legacy_segment(segmenter, [rgb], categories, probabilities=False)[0],
              "new": lambda rgb: segmenter.segment(rgb, categories, outputs=wanted)}
     builders = message_builders(args.all_outputs)

@@ -29,7 +29,7 @@ from synseg_core import Outputs, Segmenter, get_model_config
 from synseg_core.serving.scheduling import BatchScheduler
 
 CAMERAS = ("cam0", "cam1", "cam2")
-NODE_OUTPUTS = Outputs(masks=False, probabilities=False, mask_images=True, compact_labels=True)
+NODE_OUTPUTS = Outputs.for_images()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -163,7 +163,7 @@ class CameraPipeline:
             return cached[name]
 
         # A result computed before a publish_* parameter changed may lack an output: it is left out this once.
-        masks = result.mask_images if result.mask_images is not None else result.masks
+        masks = result.mask_images
         has_confidence = self.params.publish_confidence and result.confidence is not None
         messages = []
         if self._wanted("segmentation"):

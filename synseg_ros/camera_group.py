@@ -170,8 +170,7 @@ class CameraGroup:
     def _segment(self, images: list[np.ndarray], categories: list[str]) -> list[SegmentationResult]:
         """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
         # Only what the messages carry comes back from the device, already in their pixel formats.
-        outputs = Outputs(labels=True, masks=False, probabilities=False, compact_labels=True,
-                          confidence=self._params.publish_confidence, mask_images=self._params.publish_masks)
+        outputs = Outputs.for_images(masks=self._params.publish_masks, confidence=self._params.publish_confidence)
         parts = min(self.lanes, len(images))
         if parts == 1:
             return self._segmenter.segment(images, categories, outputs=outputs)

@@ -34,6 +34,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from synseg_core.evaluation.demo_frames import read_demo_frames, score_frames
+from synseg_core.inference.query import QueryError, parse_query
 from synseg_ros.image_conversion import array_to_image, image_to_array
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -165,7 +166,11 @@ def wait_for(predicate, timeout: float, pid: int | None = None) -> bool:
 
 def run(args: argparse.Namespace, player: DemoPlayer) -> int:
     frames = resized(read_demo_frames(args.frames), args.size)
-    query = [c.strip() for c in args.query.split(",")] if args.query else frames.query
+    try:  # the node's own parser, so the player waits for exactly the list the node will announce
+        query = parse_query(args.query) if args.query else frames.query
+    except QueryError as exc:
+        print(f"demo_player: error: --query: {exc}", file=sys.stderr)
+        return 2
     if not query:
         print("demo_player: error: no query (give --query or a query.txt in the frame folder)", file=sys.stderr)
         return 2

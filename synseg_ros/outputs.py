@@ -14,6 +14,7 @@ Every image carries the input header verbatim and has the input resolution.
 from __future__ import annotations
 
 import colorsys
+import functools
 import importlib
 import json
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from synseg_core.inference.postprocess import MASK_ON
 from synseg_ros.image_conversion import array_to_image
 
 MONO8_MAX_CATEGORIES = 254  # ids 1..254 plus background 0 fit in a byte; 255 stays free as "no label"
 MAX_CATEGORIES = 512  # each category costs a decoder pass and a mask image per frame
-MASK_ON = 255  # value of a pixel inside a mask (OpenCV's convention for binary masks)
 BACKGROUND_ID = 0
 _GOLDEN_RATIO = 0.618033988749895  # hue step that spreads consecutive category colours around the wheel
 
@@ -59,12 +60,15 @@ def confidence_message(confidence: np.ndarray, header: Header) -> Image:
     return array_to_image(confidence.astype(np.float32, copy=False), "32FC1", header)
 
 
+@functools.lru_cache(maxsize=8)
 def category_colours(num_categories: int) -> np.ndarray:
-    """Distinct, stable colours: [K + 1, 3] uint8 RGB, row 0 (background) black, row k for category id k."""
+    """Distinct, stable colours: [K + 1, 3] uint8 RGB, row 0 (background) black, row k for category id k (built once
+    per K; read-only)."""
     colours = np.zeros((num_categories + 1, 3), np.uint8)
     for k in range(1, num_categories + 1):
         rgb = colorsys.hsv_to_rgb((k * _GOLDEN_RATIO) % 1.0, 0.75, 1.0)
         colours[k] = np.round(np.array(rgb) * 255)
+    colours.flags.writeable = False
     return colours
 
 

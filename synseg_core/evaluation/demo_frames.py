@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..inference.query import parse_query
 from .datasets import read_image, read_label
 from .metrics import ConfusionMatrix
 
@@ -45,7 +46,7 @@ def read_demo_frames(folder: str | Path) -> DemoFrames:
     label_paths = [folder / LABELS / f"{p.stem}.png" for p in paths]
     has_labels = all(p.is_file() for p in label_paths)
     query_file = folder / QUERY_FILE
-    query = [c.strip() for c in query_file.read_text().split(",") if c.strip()] if query_file.is_file() else []
+    query = parse_query(query_file.read_text()) if query_file.is_file() else []
     classes_file = folder / CLASSES_FILE
     classes = classes_file.read_text().split("\n")[:-1] if classes_file.is_file() else [BACKGROUND, *query]
     images = [read_image(p) for p in paths]

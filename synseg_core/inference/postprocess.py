@@ -27,6 +27,13 @@ class Outputs:
     mask_images: bool = False  # [K, H, W] uint8, MASK_ON inside, each plane contiguous: K mono8 images
     compact_labels: bool = False
 
+    @classmethod
+    def for_images(cls, masks: bool = True, confidence: bool = True) -> "Outputs":
+        """What a publisher of image messages needs, already in their pixel formats: compact labels, mono8 mask
+        planes (with `masks`) and confidence (with `confidence`); no float maps."""
+        return cls(labels=True, masks=False, probabilities=False, compact_labels=True, confidence=confidence,
+                   mask_images=masks)
+
     def names(self) -> list[str]:
         """The requested result names, in a fixed order."""
         return [f.name for f in fields(self) if f.name != "compact_labels" and getattr(self, f.name)]

@@ -165,14 +165,12 @@ class Segmenter:
 
     def _text_on_device(self, categories: Sequence[str]) -> torch.Tensor:
         """The query's embeddings where the backend runs, copied there once per query (ONNX Runtime and TensorRT
-        keep the text tower on the CPU; a copy from pageable memory each frame would wait for the GPU)."""
-        text = self.encode_text(categories)
-        if text.device == self.device:
-            return text
-        key = (tuple(categories), self.inference.templates)
+        keep the text tower on the CPU; a copy from pageable memory each frame would wait for the GPU). A frame of
+        the same query does no text work at all."""
+        key = (tuple(categories), self.inference.templates, self.inference.max_categories)
         cached = self._device_text
         if cached is None or cached[0] != key:
-            cached = self._device_text = (key, text.to(self.device))
+            cached = self._device_text = (key, self.encode_text(categories).to(self.device))
         return cached[1]
 
     def segment_probabilities(self, images: Sequence[np.ndarray], categories: Sequence[str]) -> list[torch.Tensor]:

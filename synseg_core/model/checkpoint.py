@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import ConfigError, SynSegConfig
+from ..outputs import atomic_write, atomic_write_text
 from .synseg import SynSeg
 
 log = logging.getLogger(__name__)
@@ -50,10 +49,10 @@ def save_checkpoint(model: SynSeg, path: str | Path, extra: dict | None = None) 
         cfg.backbone.pretrained, cfg.backbone.weights = None, None  # weights travel inside the checkpoint
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
              if with_backbone or not k.startswith("backbone.")}
-    _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"synseg": "1"}))
+    atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"synseg": "1"}))
     meta = {"format_version": FORMAT_VERSION, "backbone_in_checkpoint": with_backbone, "config": cfg.to_dict(),
             "files": {WEIGHTS_NAME: file_record(path / WEIGHTS_NAME)}, "extra": extra or {}}
-    _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    atomic_write_text(path / CONFIG_NAME, json.dumps(meta, indent=1))
     return path
 
 
@@ -66,20 +65,6 @@ def file_sha256(path: str | Path) -> str:
 def file_record(path: str | Path) -> dict:
     """What config.json records of a weight file: {"sha256", "bytes"}."""
     return {"sha256": file_sha256(path), "bytes": Path(path).stat().st_size}
-
-
-def _atomic_write(dest: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are shared like any written file
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_checkpoint_config(path: str | Path) -> tuple[SynSegConfig, dict]:

@@ -121,9 +121,15 @@ def _write_atomically(model, out: Path, provenance: dict) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
         try:
             save_checkpoint(model, tmp, extra=provenance)
-            if out.exists():  # an incomplete or older folder: replaced whole, never merged
-                shutil.rmtree(out)
+            # An incomplete or older folder is replaced whole, never merged; it is moved aside first, so a crash
+            # leaves either it or the new one under `out`.
+            old = out.with_name(f".{out.name}.old") if out.exists() else None
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+                out.rename(old)
             os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out

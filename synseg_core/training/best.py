@@ -105,7 +105,7 @@ class BestCheckpoint:
             save_checkpoint(model, tmp, extra={**extra, "step": step, "best": info})
             atomic_write_text(tmp / BEST_INFO_NAME, json.dumps(info, indent=1) + "\n")
             self._swap(tmp, step)
-        except (OSError, SafetensorError) as exc:
+        except (OSError, SafetensorError, OutputError) as exc:
             reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
             raise OutputError(f"step {step}: cannot write the best checkpoint {self.folder}: {reason}") from exc
         finally:

@@ -9,8 +9,6 @@ count). `state_dict()` goes into the checkpoint's trainer state; `load_state_dic
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import ContextManager
 
 import torch
@@ -19,7 +17,6 @@ from torch import nn
 from .config import OptimConfig, ScheduleConfig
 from .optim import build_optimizer, build_scheduler
 from .precision import MixedPrecision
-from .state import STATE_FORMAT_VERSION, STATE_NAME
 
 
 class TrainingEngine:
@@ -79,13 +76,3 @@ class TrainingEngine:
         self.scheduler.load_state_dict(state["scheduler"])
         self.precision.scaler.load_state_dict(state["scaler"])
 
-
-def write_trainer_state(folder: str | Path, state: dict) -> Path:
-    """Write `state` as `folder/trainer_state.pt` atomically (a temporary file renamed into place), in the format
-    `state.load_trainer_state` reads back with weights_only=True; for loops whose model is not a SynSeg checkpoint.
-    """
-    path = Path(folder) / STATE_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format_version": STATE_FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
-    return path

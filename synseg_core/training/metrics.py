@@ -44,10 +44,7 @@ class MetricsLogger:
 
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after `step` (written after the checkpoint a run resumes from)."""
-        if not self.path.is_file():
-            return
-        kept = [json.dumps(r) for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
-        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        truncate_jsonl(self.path, step)
 
 
 def append_line(path: Path, line: str) -> None:
@@ -71,6 +68,13 @@ def memory_usage(device: torch.device) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats(device)
         return {"cuda_peak_allocated_mb": peak}
     return {"rss_mb": psutil.Process().memory_info().rss / 2**20}
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only the records of a JSONL file whose "step" is at most `step` (atomically); no file, nothing to do."""
+    if path.is_file():
+        kept = [json.dumps(r) for r in read_metrics(path) if int(r.get("step", 0)) <= step]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(path: str | Path) -> Iterator[dict]:

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..data import SkippedSample
-from ..outputs import atomic_write_text
-from .metrics import append_line, read_metrics
+from .metrics import append_line, truncate_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,4 @@ class SkipReport:
 
     def truncate_after(self, step: int) -> None:
         """Drop the lines of steps after `step` (a resumed run reads those batches again)."""
-        if self.path.is_file():
-            kept = [json.dumps(r) for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        truncate_jsonl(self.path, step)

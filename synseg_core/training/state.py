@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 
 from ..model.checkpoint import CheckpointError, backbone_is_reproducible, load_checkpoint, save_checkpoint
 from ..model.synseg import SynSeg
-from ..outputs import OutputError, os_reason
+from ..outputs import OutputError, atomic_write, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,13 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def write_trainer_state(folder: str | Path, state: dict) -> Path:
+    """Write `state` as `folder/trainer_state.pt` atomically, in the format `load_trainer_state` reads back with
+    weights_only=True (the trainer's checkpoints, and loops whose model is not a SynSeg checkpoint)."""
+    return atomic_write(Path(folder) / STATE_NAME,
+                        lambda tmp: torch.save({"format_version": STATE_FORMAT_VERSION, **state}, tmp))
+
+
 def save_training_checkpoint(output_dir: str | Path, step: int, model: SynSeg, trainer_state: dict,
                              keep_last: int, extra: dict | None = None) -> Path:
     """Write checkpoint `step` atomically, then delete all but the newest `keep_last` checkpoints.
@@ -104,7 +111,7 @@ def save_training_checkpoint(output_dir: str | Path, step: int, model: SynSeg, t
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{_TMP_PREFIX}{step}-"))
         tmp.chmod(CHECKPOINT_DIR_MODE)  # mkdtemp makes it private; a checkpoint is meant to be shared
         save_checkpoint(model, tmp, extra={**(extra or {}), "step": step})
-        torch.save({"format_version": STATE_FORMAT_VERSION, **trainer_state}, tmp / STATE_NAME)
+        write_trainer_state(tmp, trainer_state)
         tmp.rename(final)
     except (OSError, SafetensorError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
         kept = [p.name for _, p in list_checkpoints(output_dir)]

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from synseg_core.config import ConfigError, from_dict
 from synseg_core.training.distributed import resolve_device
-from synseg_core.training.engine import TrainingEngine, write_trainer_state
+from synseg_core.training.engine import TrainingEngine
+from synseg_core.training.state import write_trainer_state
 from synseg_core.training.precision import MixedPrecision, resolve_precision
 from synseg_core.training.state import STATE_NAME, load_trainer_state
 

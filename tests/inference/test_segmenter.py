@@ -172,3 +172,16 @@ def test_concurrent_calls_run_at_once_only_on_thread_safe_backends(tiny_model, r
     for a, b in zip(serial, concurrent):
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_allclose(a.probabilities, b.probabilities, rtol=0, atol=1e-6)
+
+
+def test_text_is_encoded_once_per_query(tiny_segmenter, rng, monkeypatch):
+    calls = []
+    encode = tiny_segmenter.encode_text
+    monkeypatch.setattr(tiny_segmenter, "encode_text", lambda cats: calls.append(list(cats)) or encode(cats))
+    image = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    first = tiny_segmenter.segment(image, ["cat", "dog"])
+    again = tiny_segmenter.segment(image, ["cat", "dog"])
+    assert calls == [["cat", "dog"]]  # the second frame of the query does no text work
+    np.testing.assert_array_equal(first.labels, again.labels)
+    tiny_segmenter.segment(image, ["dog"])
+    assert calls == [["cat", "dog"], ["dog"]]

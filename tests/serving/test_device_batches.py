@@ -9,7 +9,7 @@ from synseg_core.deploy.backends.torch_backend import TorchBackend
 from synseg_core.serving.scheduling import BatchScheduler
 
 CATS = ["red circle", "grass", "blue square"]
-NODE_OUTPUTS = Outputs(masks=False, probabilities=False, mask_images=True, compact_labels=True)
+NODE_OUTPUTS = Outputs.for_images()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from synseg_core.training.config import OptimConfig, ScheduleConfig
-from synseg_core.training.engine import TrainingEngine, write_trainer_state
+from synseg_core.training.engine import TrainingEngine
+from synseg_core.training.state import write_trainer_state
 from synseg_core.training.precision import MixedPrecision
 from synseg_core.training.state import STATE_NAME, load_trainer_state
 

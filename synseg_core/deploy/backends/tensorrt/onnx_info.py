@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from ....model.checkpoint import file_sha256
 from .errors import TensorRTError
 
 SUPPORTED_OPS_FILE = Path(__file__).resolve().parent.parent / "tensorrt_onnx_ops.txt"
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 def require_onnx_file(path: str | Path) -> Path:
@@ -56,14 +55,6 @@ def external_data_files(model: onnx.ModelProto) -> list[str]:
     return sorted(locations)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fingerprint_onnx(path: str | Path) -> dict:
     """Content hashes of an ONNX file and of every external weight file it uses.
 
@@ -79,8 +70,8 @@ def fingerprint_onnx(path: str | Path) -> dict:
         if not data_path.is_file():
             raise FileNotFoundError(f"ONNX file {str(path)!r} stores weights in {location!r}, but "
                                     f"{str(data_path)!r} does not exist; copy it next to the .onnx file")
-        external[location] = _sha256_file(data_path)
-    return {"sha256": _sha256_file(path), "external": external}
+        external[location] = file_sha256(data_path)
+    return {"sha256": file_sha256(path), "external": external}
 
 
 @dataclass(frozen=True)
