@@ -2,11 +2,12 @@
 
     python -m benchmarks.host_time [--model vitb16-rd64-refined] [--frames 10] [--device cpu] [--all-outputs]
 
-Per frame, as the node's worker does it: convert the `sensor_msgs/Image` to RGB (synseg_ros.image_conversion),
-segment, and build the output messages (synseg_ros.outputs: labels; with --all-outputs also the masks as mono8
-images, confidence and the overlay). "old" is the image path it replaced (benchmarks/legacy_image_path.py: int32
-labels, [K, H, W] bool masks turned into mono8 planes on the host); "new" is `Segmenter.segment` asking for what the
-node publishes (compact labels, uint8 mask images, confidence; no probabilities). The backend's `run` is timed apart
+Per frame, as the node's worker does it: convert the `sensor_msgs/Image` to RGB, segment, and build the output
+messages (synseg_ros.outputs: labels; with --all-outputs also the masks as mono8 images, confidence and the overlay).
+"old" is the conversion and image path they replaced (benchmarks/legacy_image_path.py: a planar copy of the frame,
+int32 labels, [K, H, W] bool masks turned into mono8 planes on the host); "new" is the node's conversion
+(synseg_ros.image_conversion: a view of the message for rgb8) and `Segmenter.segment` asking for what the node
+publishes (compact labels, uint8 mask images, confidence; no probabilities). The backend's `run` is timed apart
 (on CUDA with a synchronisation on each side) and subtracted: the rest is the host time outside the model, the
 figure this script compares (target: new <= 0.5x old). Old and new alternate frame by frame on one worker thread, so
 both see the same machine load. Model: the bundled config with random weights (timing only).
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import machine_description
-from benchmarks.legacy_image_path import legacy_segment
+from benchmarks.legacy_image_path import legacy_image_to_rgb8, legacy_segment
 from synseg_core import Outputs, Segmenter, get_model_config
 from synseg_core.inference.segmenter import SegmentationResult
 
@@ -97,13 +98,11 @@ def message_builders(all_outputs: bool) -> dict[str, Callable]:
     return builders
 
 
-def one_frame(segment: Callable[[np.ndarray], SegmentationResult], msg, backend: TimedBackend,
+def one_frame(convert: Callable, segment: Callable[[np.ndarray], SegmentationResult], msg, backend: TimedBackend,
               builders: dict[str, Callable]) -> dict[str, float]:
     """Seconds per stage of one frame (the model's time taken out of the segment stage)."""
-    from synseg_ros.image_conversion import image_to_rgb8
-
     t0 = time.perf_counter()
-    rgb = image_to_rgb8(msg)
+    rgb = convert(msg)
     t1 = time.perf_counter()
     model_before = backend.seconds
     result = segment(rgb)
@@ -119,7 +118,7 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Median seconds per stage for the old and the new path."""
     from std_msgs.msg import Header
 
-    from synseg_ros.image_conversion import array_to_image
+    from synseg_ros.image_conversion import array_to_image, image_to_rgb8
 
     cfg = get_model_config(args.model)
     cfg.backbone.pretrained = None
@@ -128,8 +127,9 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     categories = [f"object number {i}" for i in range(args.categories)]
     segmenter.encode_text(categories)
     wanted = Outputs.for_images(masks=args.all_outputs, confidence=args.all_outputs)
-    paths = {"old": lambda rgb: legacy_segment(segmenter, [rgb], categories, probabilities=False)[0],
-             "new": lambda rgb: segmenter.segment(rgb, categories, outputs=wanted)}
+    paths = {"old": (legacy_image_to_rgb8,
+                     lambda rgb: legacy_segment(segmenter, [rgb], categories, probabilities=False)[0]),
+             "new": (image_to_rgb8, lambda rgb: segmenter.segment(rgb, categories, outputs=wanted))}
     builders = message_builders(args.all_outputs)
     rng = np.random.default_rng(0)
     messages = [array_to_image(rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8), "rgb8", Header())
@@ -137,8 +137,9 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     times: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
     with ThreadPoolExecutor(max_workers=1) as worker:  # the node's inference runs on a worker thread too
         for i in range(args.warmup + args.frames):
-            for name, segment in paths.items():
-                stages = worker.submit(one_frame, segment, messages[i % len(messages)], backend, builders).result()
+            for name, (convert, segment) in paths.items():
+                stages = worker.submit(one_frame, convert, segment, messages[i % len(messages)], backend,
+                                       builders).result()
                 if i >= args.warmup:
                     times[name].append(stages)
     return {name: {stage: statistics.median(frame[stage] for frame in frames) for stage in (*STAGES, "model")}

@@ -2,7 +2,8 @@
 as the reference: the equality tests (tests/inference/test_device_path.py) compare the new path with it, and the
 host-time benchmark (benchmarks/host_time.py) times both in one run.
 
-Per frame: the uint8 frame is normalised at full resolution and resized, windows are stacked, overlaps averaged in
+Per frame: the node's conversion of the image message copied it into numpy's planar-strided layout; the uint8 frame
+is made contiguous (a second copy) and normalised at full resolution and resized, windows are stacked, overlaps averaged in
 freshly zeroed buffers, maps upsampled in [K, H, W] layout, labels/masks/confidence computed, and each output copied
 to the host on its own.
 """
@@ -57,6 +58,15 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def legacy_image_to_rgb8(msg) -> np.ndarray:
+    """The node's conversion of an 8-bit colour `sensor_msgs/Image` before: the RGB channels picked with an index list
+    (a copy, which numpy lays out channel by channel)."""
+    from synseg_ros.image_conversion import image_to_array
+
+    order = {"rgb": [0, 1, 2], "bgr": [2, 1, 0], "rgba": [0, 1, 2], "bgra": [2, 1, 0]}
+    return image_to_array(msg)[:, :, order[msg.encoding.rstrip("0123456789")]]
 
 
 def legacy_probabilities(segmenter: Segmenter, images: Sequence[np.ndarray], categories: Sequence[str]

@@ -162,7 +162,8 @@ class CameraPipeline:
                     confidence_message(result.confidence, header)
             return cached[name]
 
-        # A result computed before a publish_* parameter changed may lack an output: it is left out this once.
+        # A result computed before a publish_* parameter or a subscription changed may lack an output: it is left out
+        # this once.
         masks = result.mask_images
         has_confidence = self.params.publish_confidence and result.confidence is not None
         messages = []
@@ -190,6 +191,12 @@ class CameraPipeline:
     def subscription_count(self, output: str) -> int:
         """How many subscribers output `output` (one of OUTPUTS) has right now."""
         return self._publishers[output].get_subscription_count()
+
+    def needed_outputs(self) -> tuple[bool, bool]:
+        """(mask images, confidence): whether the outputs wanted now carry them, so the segmenter computes them."""
+        segmentation = self._wanted("segmentation")
+        return (self.params.publish_masks and segmentation,
+                self.params.publish_confidence and (segmentation or self._wanted("confidence")))
 
     def _wanted(self, name: str) -> bool:
         """An output is built only when enabled and someone subscribes (costly outputs stay lazy)."""

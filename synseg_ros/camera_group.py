@@ -154,7 +154,8 @@ class CameraGroup:
             return
         start = time.perf_counter()
         try:
-            results = self._segment([rgb for _, _, rgb, _ in good], categories)
+            results = self._segment([rgb for _, _, rgb, _ in good], categories,
+                                    self._outputs([pipeline for pipeline, *_ in good]))
         except Exception as exc:  # a failed inference is counted on each camera of the batch; the node keeps serving
             for pipeline, *_ in good:
                 pipeline.stats.count("inference_errors", error=f"inference failed: {exc}")
@@ -167,10 +168,15 @@ class CameraGroup:
         self._wait_for_publishing()  # the previous batch's outputs go out first (usually long done by now)
         self._publishing = self._publisher.submit(self._publish, good, results, inference, labels)
 
-    def _segment(self, images: list[np.ndarray], categories: list[str]) -> list[SegmentationResult]:
+    @staticmethod
+    def _outputs(pipelines: list[CameraPipeline]) -> Outputs:
+        """What the batch's subscribed outputs carry, in their pixel formats: nobody listening, nothing computed."""
+        needed = [pipeline.needed_outputs() for pipeline in pipelines]
+        return Outputs.for_images(masks=any(masks for masks, _ in needed),
+                                  confidence=any(confidence for _, confidence in needed))
+
+    def _segment(self, images: list[np.ndarray], categories: list[str], outputs: Outputs) -> list[SegmentationResult]:
         """The batch as `lanes` contiguous parts, one `Segmenter.segment` call each, run at once; results in order."""
-        # Only what the messages carry comes back from the device, already in their pixel formats.
-        outputs = Outputs.for_images(masks=self._params.publish_masks, confidence=self._params.publish_confidence)
         parts = min(self.lanes, len(images))
         if parts == 1:
             return self._segmenter.segment(images, categories, outputs=outputs)

@@ -45,8 +45,9 @@ _NAMED = {
 _GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-9][0-9]*)$")
 _GENERIC_DTYPES = {"8U": np.uint8, "8S": np.int8, "16U": np.uint16, "16S": np.int16, "32S": np.int32,
                    "32F": np.float32, "64F": np.float64}
-# Channel indices that turn each colour encoding into RGB; grey is replicated instead.
-_TO_RGB = {"rgb": [0, 1, 2], "bgr": [2, 1, 0], "rgba": [0, 1, 2], "bgra": [2, 1, 0]}
+# The OpenCV conversion that turns each colour layout into dense RGB (None: the image is RGB already); grey is
+# replicated instead.
+_TO_RGB = {"rgb": None, "bgr": cv2.COLOR_BGR2RGB, "rgba": cv2.COLOR_RGBA2RGB, "bgra": cv2.COLOR_BGRA2RGB}
 _GREY_ALIASES = {"mono8", "mono16", "8UC1", "16UC1"}
 RGB8_SOURCE_ENCODINGS = tuple(sorted(set(_NAMED) | _GREY_ALIASES))
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
@@ -116,7 +117,8 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         encoding: one of `RGB8_SOURCE_ENCODINGS`.
 
     Returns:
-        [H, W, 3] uint8 RGB (a view when no conversion is needed).
+        [H, W, 3] uint8 RGB: `array` itself when it is RGB already (no copy: the image path reads any positive
+        strides), else a new dense array.
 
     Raises:
         ImageConversionError: the encoding has no known colour meaning (e.g. "8UC3", "32FC1").
@@ -128,8 +130,9 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         # cv_bridge's 16 -> 8 bit scaling; x * 255 / 65535 never falls on .5, so rounding is unambiguous.
         array = np.rint(array * (255.0 / 65535.0)).astype(np.uint8)
     if encoding in _GREY_ALIASES:
-        return np.repeat(array[:, :, None], 3, axis=2)
-    return array[:, :, _TO_RGB[encoding.rstrip("0123456789")]]
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+    code = _TO_RGB[encoding.rstrip("0123456789")]
+    return array if code is None else cv2.cvtColor(array, code)
 
 
 def image_to_rgb8(msg: Image, max_pixels: int | None = None) -> np.ndarray:
@@ -152,7 +155,7 @@ def compressed_to_rgb8(msg: CompressedImage, max_pixels: int | None = None) -> n
     if max_pixels is not None and height * width > max_pixels:
         raise ImageConversionError(f"image {width}x{height} has {height * width} pixels; "
                                    f"at most {max_pixels} are allowed (parameter max_image_pixels)", "too_large")
-    return bgr[:, :, ::-1]
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

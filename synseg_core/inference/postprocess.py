@@ -43,30 +43,36 @@ class Outputs:
 class Labelled:
     labels: torch.Tensor  # [..., H, W] int32: 0 = background, k = k-th category (1-based)
     masks: torch.Tensor  # [..., K, H, W] bool: probability > mask_threshold (masks may overlap)
-    confidence: torch.Tensor  # [..., H, W] float32: probability of the winning category
+    confidence: torch.Tensor  # [..., H, W] float32: probability of the winning category, clamped to [0, 1]
 
 
 def winning_labels(probs: torch.Tensor, peak: torch.Tensor, background_threshold: float | None,
                    dtype: torch.dtype = torch.int32, workspace: Workspace | None = None, key: int = 0) -> torch.Tensor:
-    """Labels [..., H, W]: 1 + the first category reaching the pixel's maximum (argmax's rule for ties), or 0
-    (background) where that maximum is at most `background_threshold` (None = no background).
+    """Labels [..., H, W] of the probabilities clamped to [0, 1]: 1 + the first category reaching the pixel's
+    maximum (argmax's rule for ties), or 0 (background) where that maximum is at most `background_threshold`
+    (None = no background).
 
     Args:
-        probs: [..., K, H, W] probabilities.
-        peak: [..., H, W] their maximum over K, exactly as `torch.amax` gives it.
+        probs: [..., K, H, W] probabilities, clamped or not (upsampling can overshoot [0, 1] by a rounding error).
+        peak: [..., H, W] their clamped maximum over K, exactly `torch.amax(probs, -3).clamp(0, 1)`.
 
-    Why not `torch.max(dim)`: its index-tracking reduction runs several times slower on the CPU than three
-    vectorised passes: which categories hit the maximum, each hit weighted K - 1 - k, the largest weight.
+    Why no clamped copy of `probs`: where the peak is above 0, a clamped value equals it exactly when the raw value
+    is at least the peak, so `probs >= peak` finds the clamped maps' ties; where it is 0, every clamped category
+    ties and the first wins. Why not `torch.max(dim)`: its index-tracking reduction runs several times slower on the
+    CPU than three vectorised passes: which categories hit the maximum, each hit weighted K - 1 - k, the largest
+    weight.
     """
     k = probs.shape[-3]
     rank_dtype = torch.uint8 if k <= MAX_UINT8_LABEL else torch.int16
     hits = scratch(workspace, ("hits", key), probs.shape, torch.bool, probs.device)
-    torch.eq(probs, peak.unsqueeze(-3), out=hits)
+    torch.ge(probs, peak.unsqueeze(-3), out=hits)  # `ge`, not `eq`: the same where the peak is above 0, and faster
     ranks = hits.view(torch.uint8) if rank_dtype == torch.uint8 else hits.to(rank_dtype)
     weights, count = _rank_weights(k, rank_dtype, probs.device)
     ranks.mul_(weights)
     labels = torch.empty(peak.shape, dtype=dtype, device=probs.device)
     torch.sub(count, torch.amax(ranks, dim=-3), out=labels)  # K - (K - 1 - first) = first + 1
+    if background_threshold is None or background_threshold < 0:
+        labels.masked_fill_(peak == 0, 1)  # all clamped to 0: a tie of every category (background takes it else)
     if background_threshold is not None:
         labels.mul_(peak > background_threshold)
     return labels
@@ -93,7 +99,7 @@ def labels_from_probabilities(probs: torch.Tensor | np.ndarray, background_thres
     p = torch.as_tensor(probs).float()
     if p.ndim < 3 or p.shape[-3] == 0:
         raise ValueError(f"probabilities must be [..., K, H, W] with K >= 1, got shape {tuple(p.shape)}")
-    confidence = torch.amax(p, dim=-3)
+    confidence = torch.amax(p, dim=-3).clamp_(0, 1)
     return Labelled(labels=winning_labels(p, confidence, background_threshold), masks=p > mask_threshold,
                     confidence=confidence)
 
@@ -118,8 +124,8 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
     """The requested outputs of a batch of same-size images, computed where `maps` live.
 
     Args:
-        maps: probabilities [N, K, h, w] at the model's resolution (clamped in place when no resize is needed and
-            they are not returned).
+        maps: probabilities [N, K, h, w] at the model's resolution (clamped in place when no resize is needed, they
+            are not returned and the mask threshold lies outside [0, 1)).
         size: the input images' (H, W).
         background_threshold, mask_threshold: as in `labels_from_probabilities`, both in [0, 1).
         workspace, key: where intermediates are kept between calls (the results are always new tensors).
@@ -134,14 +140,18 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
     probs = upsample(maps, size, target)
     if returned and probs is maps:  # no resize: never hand out the caller's (or a workspace's) tensor
         probs = probs.clone()
-    probs.clamp_(0, 1)
+    # The other outputs are the same for raw and clamped maps (see winning_labels; a mask threshold in [0, 1) gives
+    # the same masks), so the pass that clamps every map runs only when it changes something.
+    masks_need_clamp = (outputs.masks or outputs.mask_images) and not 0 <= mask_threshold < 1
+    if returned or masks_need_clamp:
+        probs.clamp_(0, 1)
     result: dict[str, torch.Tensor] = {}
     if returned:
         result["probabilities"] = probs
     if outputs.labels or outputs.confidence:
         confidence = torch.empty((n, *size), dtype=maps.dtype, device=device) if outputs.confidence else \
             scratch(workspace, ("confidence", key), (n, *size), maps.dtype, device)
-        torch.amax(probs, dim=1, out=confidence)
+        torch.amax(probs, dim=1, out=confidence).clamp_(0, 1)
         if outputs.labels:
             dtype = compact_label_dtype(k) if outputs.compact_labels else torch.int32
             result["labels"] = winning_labels(probs, confidence, background_threshold, dtype, workspace, key)

@@ -27,7 +27,7 @@ def frames_to_device(images: Sequence[np.ndarray], device: torch.device) -> list
     Returns:
         (indices into `images`, frames [N, H, W, 3] uint8) per group. On CUDA, frames of one size form one group,
         all groups are views of one buffer that went up in one copy. On the CPU each frame is its own group and a
-        C-contiguous writable frame is used without a copy.
+        writable frame without negative strides is used without a copy.
     """
     if device.type != "cuda":
         return [([i], torch.from_numpy(_host_frame(im))[None]) for i, im in enumerate(images)]
@@ -51,12 +51,13 @@ def frames_to_device(images: Sequence[np.ndarray], device: torch.device) -> list
 
 
 def _host_frame(image: np.ndarray) -> np.ndarray:
-    """The frame itself when torch can wrap it, else a C-contiguous writable copy.
+    """The frame itself when torch can wrap it (writable, no negative strides: row padding and planar layouts are
+    fine, the pre-processing reads any strides), else a C-contiguous writable copy.
 
     torch.from_numpy warns about read-only arrays (e.g. np.asarray of a PIL image) because a tensor could write to
     them; the image path never writes to its input, but copying a read-only frame keeps that guarantee explicit.
     """
-    if image.flags.c_contiguous and image.flags.writeable:
+    if image.flags.writeable and min(image.strides) >= 0:
         return image
     return np.array(image, order="C", copy=True)
 

@@ -18,12 +18,17 @@ def test_cpu_frames_are_used_in_place_when_torch_can_wrap_them(rng):
     writable, read_only = frames(rng, (5, 7), (5, 7))
     read_only.setflags(write=False)
     strided = writable[:, ::2]
-    groups = frames_to_device([writable, read_only, strided], CPU)
-    assert [members for members, _ in groups] == [[0], [1], [2]]
-    (_, a), (_, b), (_, c) = groups
-    assert a.data_ptr() == writable.ctypes.data  # no copy
-    assert b.data_ptr() != read_only.ctypes.data and c.is_contiguous()  # private copies
-    for tensor, image in zip((a, b, c), (writable, read_only, strided)):
+    reversed_channels = writable[:, :, ::-1]
+    planar = np.moveaxis(np.ascontiguousarray(np.moveaxis(writable, 2, 0)), 0, 2)
+    images = [writable, read_only, strided, reversed_channels, planar]
+    groups = frames_to_device(images, CPU)
+    assert [members for members, _ in groups] == [[0], [1], [2], [3], [4]]
+    (_, a), (_, b), (_, c), (_, d), (_, e) = groups
+    for tensor, image in ((a, writable), (c, strided), (e, planar)):  # no copy, whatever the positive strides
+        assert tensor.data_ptr() == image.ctypes.data and tensor[0].stride() == image.strides
+    assert b.data_ptr() != read_only.ctypes.data and b.is_contiguous()  # a private copy of the read-only frame
+    assert d.is_contiguous()  # negative strides: a copy torch can wrap
+    for tensor, image in zip((a, b, c, d, e), images):
         assert tensor.shape == (1, *image.shape) and tensor.dtype == torch.uint8
         np.testing.assert_array_equal(tensor[0].numpy(), image)
 

@@ -1,5 +1,5 @@
 """The node's outputs over DDS: headers verbatim, input resolution, documented encodings, consistent contents,
-compressed input, and the lazy overlay."""
+compressed input, and lazy outputs (the overlay built, mask images and confidence computed only for subscribers)."""
 import json
 
 import cv2
@@ -114,6 +114,29 @@ def test_overlay_is_computed_only_while_someone_subscribes(ros, unique_ns):
     rig.listen("overlay")
     assert rig.output_of("overlay", rig.send(rgb, "rgb8", 3)).encoding == "bgr8"
     rig.diagnostics_where(lambda v: counter(v, "computed_overlay") == 1, "one overlay computed")
+
+
+def test_mask_images_and_confidence_are_computed_only_for_subscribed_outputs(ros, unique_ns):
+    rig = start_rig(ros, unique_ns, categories=", ".join(CATEGORIES))
+    segmenter, asked = rig.node.segmenter, []
+    segment = segmenter.segment
+
+    def recording(images, categories, **options):
+        asked.append(options["outputs"])
+        return segment(images, categories, **options)
+
+    segmenter.segment = recording
+    rgb = random_image("rgb8", 32, 32)
+    result = rig.output_of("labels", rig.send(rgb, "rgb8", 0))
+    assert result.encoding == "mono8"
+    assert (asked[-1].labels, asked[-1].mask_images, asked[-1].confidence) == (True, False, False)
+    rig.listen("confidence")
+    rig.output_of("confidence", rig.send(rgb, "rgb8", 1))
+    assert (asked[-1].mask_images, asked[-1].confidence) == (False, True)
+    rig.listen("segmentation")
+    segmentation = rig.output_of("segmentation", rig.send(rgb, "rgb8", 2))
+    assert (asked[-1].mask_images, asked[-1].confidence) == (True, True)
+    assert len(segmentation.masks) == len(CATEGORIES) and segmentation.confidence.encoding == "32FC1"
 
 
 def test_diagnostics_report_backend_latency_and_stale_input(ros, unique_ns):
