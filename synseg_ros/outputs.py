@@ -72,6 +72,15 @@ def category_colours(num_categories: int) -> np.ndarray:
     return colours
 
 
+@functools.lru_cache(maxsize=8)
+def _colour_map(num_categories: int) -> np.ndarray:
+    """`category_colours` in BGR as an OpenCV colour map [256, 1, 3] for uint8 labels (K <= 255; read-only)."""
+    table = np.zeros((256, 1, 3), np.uint8)
+    table[:num_categories + 1, 0] = category_colours(num_categories)[:, ::-1]
+    table.flags.writeable = False
+    return table
+
+
 def overlay_message(rgb: np.ndarray, labels: np.ndarray, num_categories: int, alpha: float,
                     header: Header) -> Image:
     """bgr8 overlay: `alpha` * category colour + (1 - alpha) * image where a category wins, the image elsewhere.
@@ -82,7 +91,10 @@ def overlay_message(rgb: np.ndarray, labels: np.ndarray, num_categories: int, al
     """
     # OpenCV on uint8 (within one grey level of a float blend) is several times faster than numpy here.
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    colours = np.take(category_colours(num_categories)[:, ::-1], labels, axis=0)  # [H, W, 3] BGR per pixel
+    if labels.dtype == np.uint8:  # a colour-map look-up: several times faster than numpy's fancy indexing
+        colours = cv2.applyColorMap(np.ascontiguousarray(labels), _colour_map(num_categories))
+    else:
+        colours = np.take(category_colours(num_categories)[:, ::-1], labels, axis=0)  # [H, W, 3] BGR per pixel
     blended = cv2.addWeighted(bgr, 1.0 - alpha, colours, alpha, 0.0)
     cv2.copyTo(bgr, (labels == 0).view(np.uint8), blended)  # background pixels keep the image
     return array_to_image(blended, "bgr8", header)

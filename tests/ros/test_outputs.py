@@ -82,6 +82,19 @@ def test_overlay_blends_winning_pixels_and_keeps_background():
     np.testing.assert_array_equal(bgr[0, 1], expected)
 
 
+@pytest.mark.parametrize("k", [1, 10, 255, 300])
+def test_overlay_is_the_same_for_compact_and_int32_labels(k):
+    rgb = RNG.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    labels = RNG.integers(0, k + 1, size=(40, 50)).astype(np.int32)
+    compact = labels.astype(np.uint8 if k <= 255 else np.uint16)
+    wide = image_to_array(overlay_message(rgb, labels, k, 0.4, stamped()))
+    np.testing.assert_array_equal(image_to_array(overlay_message(rgb, compact, k, 0.4, stamped())), wide)
+    won = labels > 0
+    blended = 0.6 * rgb[won][:, ::-1].astype(np.float32) + 0.4 * category_colours(k)[labels[won]][:, ::-1]
+    assert np.abs(wide[won].astype(np.float32) - blended).max() <= 1  # OpenCV's uint8 blend: within one grey level
+    np.testing.assert_array_equal(wide[~won], rgb[~won][:, ::-1])
+
+
 def test_category_colours_are_distinct_with_black_background():
     colours = category_colours(20)
     assert colours.shape == (21, 3) and colours.dtype == np.uint8
