@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,14 +50,6 @@ def _statistics(mean: tuple[float, ...], std: tuple[float, ...],
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Made once per device: a copy from pageable host memory to a GPU waits for the GPU's queued work.
     return torch.tensor(mean).view(3, 1, 1).to(device), torch.tensor(std).view(3, 1, 1).to(device)
-
-
-def to_normalised_tensor(image: np.ndarray, pre: PreprocessConfig, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> [1, 3, H, W] float32 normalised with the model's mean/std, on `device`."""
-    from .transfer import frames_to_device
-
-    ((_, frames),) = frames_to_device([validate_image(image)], torch.device(device))
-    return normalise_(frames.permute(0, 3, 1, 2).float().contiguous(), pre)
 
 
 def model_input_size(height: int, width: int, cfg: InferenceConfig, multiple: int) -> tuple[int, int]:
@@ -186,33 +178,3 @@ def run_windows(windows: torch.Tensor, run: Callable[[torch.Tensor], torch.Tenso
     step = max_batch or len(windows)
     outs = [run(windows[s:s + step]) for s in range(0, len(windows), step)]
     return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-
-def sliding_window_probabilities(images: Sequence[torch.Tensor], run: Callable[[torch.Tensor], torch.Tensor],
-                                 window: int | None, stride: int, max_batch: int | None = None) -> list[torch.Tensor]:
-    """Run windows of several (resized, normalised) images through `run` in shared batches and average overlaps.
-
-    Args:
-        images: list of [C, H_i, W_i] tensors (each at least window x window when sliding).
-        run: windows [N, C, w, w] -> probabilities [N, K, w, w].
-        window: window side, or None to run each image whole (images of one size share batches).
-        stride: window stride.
-        max_batch: largest number of windows per `run` call (None = all at once).
-    Returns:
-        list of probabilities [K, H_i, W_i], the mean over the windows covering each pixel.
-    """
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, img in enumerate(images):
-        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
-    layouts = [WindowLayout.plan(size, window, stride) for size in groups]
-    windows = [extract_windows(torch.stack([images[i] for i in members]), layout)
-               for members, layout in zip(groups.values(), layouts)]
-    probs = run_windows(torch.cat(windows) if len(windows) > 1 else windows[0], run, max_batch)
-    out: list[torch.Tensor] = [None] * len(images)  # type: ignore[list-item]
-    start = 0
-    for members, layout, group in zip(groups.values(), layouts, windows):
-        maps = average_windows(probs[start:start + len(group)], len(members), layout)
-        start += len(group)
-        for row, i in enumerate(members):
-            out[i] = maps[row]
-    return out

@@ -4,8 +4,27 @@ import numpy as np
 import pytest
 import torch
 
-from synseg_core.inference.preprocess import sliding_window_probabilities
+from synseg_core.inference.preprocess import WindowLayout, average_windows, extract_windows, run_windows
 from synseg_core.inference.postprocess import labels_from_probabilities
+
+
+def sliding_window_probabilities(images, run, window, stride, max_batch=None):
+    """[K, H_i, W_i] per image: the image path's window pieces (layout, cut, batched run, average) composed as
+    `image_path.window_maps` composes them, on float images of any size and value."""
+    groups = {}
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[-2:]), []).append(i)
+    layouts = [WindowLayout.plan(size, window, stride) for size in groups]
+    windows = [extract_windows(torch.stack([images[i] for i in members]), layout)
+               for members, layout in zip(groups.values(), layouts)]
+    probs = run_windows(torch.cat(windows), run, max_batch)
+    out, start = [None] * len(images), 0
+    for members, layout, group in zip(groups.values(), layouts, windows):
+        maps = average_windows(probs[start:start + len(group)], len(members), layout)
+        start += len(group)
+        for row, i in enumerate(members):
+            out[i] = maps[row]
+    return out
 
 
 def _mmseg_slide_boxes(h, w, crop, stride):

@@ -10,7 +10,6 @@ import torch
 
 from synseg_core import CategoryError, ImageError, Segmenter
 from synseg_core.config import InferenceConfig
-from synseg_core.inference.preprocess import sliding_window_probabilities, window_boxes
 
 CATS = ["red circle", "grass", "blue square"]
 
@@ -50,26 +49,6 @@ def test_sliding_window_equals_single_window_when_it_covers_the_image(tiny_model
     whole = Segmenter(tiny_model, TorchBackend(tiny_model), InferenceConfig(short_side=64, window=None))
     np.testing.assert_allclose(slide.segment(img, CATS).probabilities, whole.segment(img, CATS).probabilities,
                                atol=1e-6)
-
-
-def test_sliding_window_averages_overlaps():
-    """Every pixel is the mean of the windows covering it (window 4, stride 2 over 6x8)."""
-    img = torch.zeros(3, 6, 8)
-    calls = []
-
-    def run(windows):
-        calls.append(windows.shape[0])
-        return torch.arange(1, windows.shape[0] + 1, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 4, 4)
-
-    (probs,) = sliding_window_probabilities([img], run, window=4, stride=2)
-    boxes = window_boxes(6, 8, 4, 2)
-    assert boxes == [(y, x) for y in (0, 2) for x in (0, 2, 4)]
-    expected = np.zeros((6, 8)), np.zeros((6, 8))
-    for value, (y, x) in enumerate(boxes, start=1):
-        expected[0][y:y + 4, x:x + 4] += value
-        expected[1][y:y + 4, x:x + 4] += 1
-    np.testing.assert_allclose(probs[0].numpy(), expected[0] / expected[1])
-    assert calls == [6]
 
 
 def test_batch_equals_single_calls(tiny_segmenter, rng):
