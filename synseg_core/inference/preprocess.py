@@ -38,11 +38,14 @@ def validate_image(image: object, index: int | None = None) -> np.ndarray:
     return image
 
 
-def normalise_(pixels: torch.Tensor, pre: PreprocessConfig) -> torch.Tensor:
-    """In place: pixel values [N, 3, H, W] float32 (0..255) -> (x / 255 - mean) / std with the model's statistics.
-    Three passes, op for op the arithmetic of the path this replaced, so its windows come out bit for bit the same."""
+def normalise(pixels: torch.Tensor, pre: PreprocessConfig, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel values [N, 3, H, W] (uint8, or float 0..255) -> float32 (x / 255 - mean) / std with the model's
+    statistics, into `out` when given. Op for op the arithmetic of the path this replaced (the division reads the
+    uint8 values as float32 exactly), so its windows come out bit for bit the same."""
     mean, std = _statistics(tuple(pre.mean), tuple(pre.std), pixels.device)
-    return pixels.div_(255).sub_(mean).div_(std)
+    if out is None:
+        out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    return torch.div(pixels, 255, out=out).sub_(mean).div_(std)
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,7 +104,7 @@ def frames_to_windows(frames: torch.Tensor, layout: WindowLayout, pre: Preproces
     `workspace` (under `key`)."""
     pixels = frames.permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last memory: no copy
     values = scratch(workspace, ("pixels", key), pixels.shape, torch.float32, frames.device)
-    normalise_(values.copy_(pixels), pre)  # planar: the resize kernel that splits best across threads
+    normalise(pixels, pre, values)  # planar: the resize kernel that splits best across threads
     if tuple(pixels.shape[-2:]) != layout.size:
         resized = scratch(workspace, ("resized", key), (len(frames), 3, *layout.size), torch.float32, frames.device)
         values = resize(values, layout.size, resized)

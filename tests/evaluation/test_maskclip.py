@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from synseg_core import Segmenter, get_model_config
 from synseg_core.config import InferenceConfig, PreprocessConfig
 from synseg_core.evaluation.maskclip import MaskClipBackend, clip_normalisation, dense_clip_features
-from synseg_core.inference.preprocess import normalise_
+from synseg_core.inference.preprocess import normalise
 from synseg_core.model.synseg import SynSeg
 
 
@@ -64,9 +64,9 @@ def test_renormalisation_matches_normalising_with_clip_statistics(tiny_model):
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     mean, std = clip_normalisation(tiny_model.backbone)
     backend = MaskClipBackend(tiny_model)
-    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    model_norm = normalise_(pixels.clone(), tiny_model.cfg.preprocess)
-    clip_norm = normalise_(pixels.clone(), PreprocessConfig(mean=mean, std=std))
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+    model_norm = normalise(pixels, tiny_model.cfg.preprocess)
+    clip_norm = normalise(pixels, PreprocessConfig(mean=mean, std=std))
     torch.testing.assert_close(backend._renormalise(model_norm), clip_norm, rtol=1e-5, atol=1e-5)
 
 

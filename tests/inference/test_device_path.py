@@ -11,13 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.legacy_image_path import legacy_segment
+from benchmarks.legacy_image_path import legacy_segment, to_normalised_tensor
 from synseg_core import Outputs, Segmenter, get_model_config
-from synseg_core.config import InferenceConfig
+from synseg_core.config import InferenceConfig, PreprocessConfig
 from synseg_core.deploy.backends.torch_backend import TorchBackend
 from synseg_core.evaluation.demo_frames import read_demo_frames
 from synseg_core.inference.image_path import GroupMaps, batch_outputs
 from synseg_core.inference.postprocess import labels_from_probabilities, upsample
+from synseg_core.inference.preprocess import normalise
 from synseg_core.inference.segmenter import BUNDLED_CHECKPOINTS
 
 CATS = ["red circle", "grass", "blue square", "sand"]
@@ -93,6 +94,15 @@ def test_vitb16_at_camera_size_equals_the_old_path(rng):
     image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     (old,) = legacy_segment(segmenter, [image], categories(10))
     assert_same_outputs(segmenter.segment(image, categories(10)), old)
+
+
+@pytest.mark.parametrize("pre", [PreprocessConfig(), PreprocessConfig(mean=(0.48145466, 0.4578275, 0.40821073),
+                                                                     std=(0.26862954, 0.26130258, 0.27577711))],
+                         ids=["imagenet", "clip"])
+def test_normalisation_equals_the_old_path_for_every_pixel_value(rng, pre):
+    image = rng.permutation(np.arange(37 * 53 * 3) % 256).astype(np.uint8).reshape(37, 53, 3)  # odd size: SIMD tails
+    old = to_normalised_tensor(image, pre, torch.device("cpu"))
+    assert torch.equal(normalise(torch.from_numpy(image).permute(2, 0, 1)[None], pre), old)
 
 
 def test_max_batch_splits_windows_without_changing_results(tiny_model, rng):
