@@ -3,7 +3,8 @@
 Commands check where they will write (it can be created and written, with room for what they write where that is
 knowable) before any long work, so a read-only mount, a path under /proc or under a file, or a full disk fails at
 once instead of after the work. Files are written under a temporary name in the same folder and renamed into
-place, so a failure mid-write leaves the previous file (or none), never a truncated one.
+place, so a failure mid-write leaves the previous file (or none), never a truncated one; folders (checkpoints,
+converted models) likewise, the folder they replace kept aside until the new one is in place.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 PROBE_PREFIX = ".synseg-write-check-"
+TEMPORARY_MARK = ".tmp-"  # a folder being written by atomic_write_dir: ".<name>.tmp-<random>"
+ASIDE_MARK = ".old"  # the folder it replaces, while the new one is renamed into place: ".<name>.old"
 MIB = 2**20
 
 
@@ -116,3 +119,41 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """`atomic_write` of a UTF-8 text."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_dir(path: str | Path, write: Callable[[Path], None], mode: int = 0o755) -> Path:
+    """Create or replace the folder `path` whole: `write(tmp)` fills a hidden temporary sibling, which is renamed to
+    `path` once complete. An existing `path` is renamed aside first and removed after, so a crash leaves the old
+    folder or the new one (between the two renames the old one waits aside, where `recover_dir` finds it). The
+    temporary folder is removed whatever happens; errors propagate unchanged, for the caller to word.
+
+    Args:
+        mode: the folder's permissions (a temporary folder starts private).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{TEMPORARY_MARK}"))
+    try:
+        tmp.chmod(mode)
+        write(tmp)
+        aside = path.with_name(f".{path.name}{ASIDE_MARK}")
+        if path.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+            path.rename(aside)
+        tmp.rename(path)
+        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename
+    return path
+
+
+def recover_dir(path: str | Path) -> None:
+    """Tidy up after a crash inside `atomic_write_dir(path, ...)`: the old folder put back where the new one never
+    arrived, half-written temporary folders removed."""
+    path = Path(path)
+    aside = path.with_name(f".{path.name}{ASIDE_MARK}")
+    if aside.is_dir() and not path.exists():
+        aside.rename(path)
+    shutil.rmtree(aside, ignore_errors=True)
+    for tmp in path.parent.glob(f".{path.name}{TEMPORARY_MARK}*"):
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -11,12 +11,11 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 
+from ..outputs import atomic_write_dir, recover_dir
 from .checkpoint import CONFIG_NAME, CheckpointError, file_record, save_checkpoint
 from .clipseg_import import read_state_dict
 from .registry import PretrainedModel, get_pretrained
@@ -115,24 +114,12 @@ def convert_files(entry: PretrainedModel, weights: str | Path, hf_config: str | 
 
 
 def _write_atomically(model, out: Path, provenance: dict) -> Path:
-    """save_checkpoint into a temporary sibling folder, then rename it to `out` (replacing an incomplete one)."""
+    """save_checkpoint into a temporary sibling folder, then rename it to `out` (an incomplete or older folder is
+    replaced whole, never merged), under a file lock against a second process converting the same model."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out.parent / f".{out.name}.lock")):
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-        try:
-            save_checkpoint(model, tmp, extra=provenance)
-            # An incomplete or older folder is replaced whole, never merged; it is moved aside first, so a crash
-            # leaves either it or the new one under `out`.
-            old = out.with_name(f".{out.name}.old") if out.exists() else None
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-                out.rename(old)
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        recover_dir(out)
+        return atomic_write_dir(out, lambda tmp: save_checkpoint(model, tmp, extra=provenance))
 
 
 def download_pretrained(name: str | PretrainedModel, out: str | Path | None = None, *, force: bool = False,

@@ -2,7 +2,7 @@
 checkpoints, a normal synseg checkpoint (loadable by `Segmenter.from_checkpoint` and `training/evaluate.py`) plus
 `best.json` with the step, the metric, its score, every validation metric and what the validation ran on.
 
-A new best is written into a temporary folder and swapped in with renames, so a crash leaves the previous best or
+A new best is written into a temporary folder and swapped in with renames (`outputs.atomic_write_dir`), so a crash leaves the previous best or
 the new one, never a mix. A resumed run keeps the best-so-far (read back from `best.json`) unless the validation
 it was scored on differs, in which case the next validation replaces it.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,15 +18,13 @@ from safetensors import SafetensorError
 
 from ..model.checkpoint import save_checkpoint
 from ..model.synseg import SynSeg
-from ..outputs import OutputError, atomic_write_text, os_reason
+from ..outputs import OutputError, atomic_write_dir, atomic_write_text, os_reason, recover_dir
 from .state import CHECKPOINT_DIR, CHECKPOINT_DIR_MODE
 
 log = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 BEST_INFO_NAME = "best.json"
-_TMP_PREFIX = ".tmp-best-"
-_OLD_PREFIX = ".old-best-"
 
 
 def best_dir(output_dir: str | Path) -> Path:
@@ -60,7 +56,7 @@ class BestCheckpoint:
         self.validation = dict(validation or {})
         self.step: int | None = None
         self.score: float | None = None
-        self._recover()
+        recover_dir(self.folder)  # a replacement a crash interrupted is finished or undone
         info = read_best_info(output_dir)
         if info is None:
             return
@@ -71,17 +67,6 @@ class BestCheckpoint:
             log.warning("%s was scored by %s on %s; this run validates by %s on %s, so the next validation "
                         "replaces it", self.folder, info.get("metric"), info.get("validation"), metric,
                         self.validation)
-
-    def _recover(self) -> None:
-        """Finish or undo a swap that a crash interrupted; drop half-written folders."""
-        root = self.folder.parent
-        if not root.is_dir():
-            return
-        old = sorted(root.glob(f"{_OLD_PREFIX}*"))
-        if old and not self.folder.exists():
-            old[-1].rename(self.folder)
-        for path in [*root.glob(f"{_OLD_PREFIX}*"), *root.glob(f"{_TMP_PREFIX}*")]:
-            shutil.rmtree(path, ignore_errors=True)
 
     def update(self, step: int, metrics: Mapping[str, float], model: SynSeg, extra: Mapping[str, Any]) -> bool:
         """Write `model` as the new best if `metrics[metric]` beats the best so far; True when it did.
@@ -98,27 +83,16 @@ class BestCheckpoint:
             return False
         info = {"step": step, "metric": self.metric, "score": float(score), "metrics": dict(metrics),
                 "validation": self.validation}
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=_TMP_PREFIX))
+
+        def write(folder: Path) -> None:
+            save_checkpoint(model, folder, extra={**extra, "step": step, "best": info})
+            atomic_write_text(folder / BEST_INFO_NAME, json.dumps(info, indent=1) + "\n")
+
         try:
-            tmp.chmod(CHECKPOINT_DIR_MODE)
-            save_checkpoint(model, tmp, extra={**extra, "step": step, "best": info})
-            atomic_write_text(tmp / BEST_INFO_NAME, json.dumps(info, indent=1) + "\n")
-            self._swap(tmp, step)
+            atomic_write_dir(self.folder, write, CHECKPOINT_DIR_MODE)
         except (OSError, SafetensorError, OutputError) as exc:
             reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
             raise OutputError(f"step {step}: cannot write the best checkpoint {self.folder}: {reason}") from exc
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         self.step, self.score = step, float(score)
         log.info("step %d: new best %s %.4f in %s", step, self.metric, self.score, self.folder)
         return True
-
-    def _swap(self, new: Path, step: int) -> None:
-        old = self.folder.with_name(f"{_OLD_PREFIX}{step:08d}")
-        if self.folder.exists():
-            self.folder.rename(old)
-        new.rename(self.folder)
-        if old.exists():
-            shutil.rmtree(old)

@@ -14,7 +14,6 @@ import logging
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -24,7 +23,7 @@ from safetensors import SafetensorError
 
 from ..model.checkpoint import CheckpointError, backbone_is_reproducible, load_checkpoint, save_checkpoint
 from ..model.synseg import SynSeg
-from ..outputs import OutputError, atomic_write, os_reason
+from ..outputs import TEMPORARY_MARK, OutputError, atomic_write, atomic_write_dir, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,6 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FORMAT_VERSION = 1
 CHECKPOINT_DIR_MODE = 0o755
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-_TMP_PREFIX = ".tmp-step_"
 _UNUSABLE_PREFIX = "unusable_"
 
 
@@ -105,23 +103,19 @@ def save_training_checkpoint(output_dir: str | Path, step: int, model: SynSeg, t
     final = root / step_dir_name(step)
     if final.exists():
         raise CheckpointError(f"checkpoint {final} already exists; refusing to overwrite it")
-    tmp: Path | None = None
+
+    def write(folder: Path) -> None:
+        save_checkpoint(model, folder, extra={**(extra or {}), "step": step})
+        write_trainer_state(folder, trainer_state)
+
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{_TMP_PREFIX}{step}-"))
-        tmp.chmod(CHECKPOINT_DIR_MODE)  # mkdtemp makes it private; a checkpoint is meant to be shared
-        save_checkpoint(model, tmp, extra={**(extra or {}), "step": step})
-        write_trainer_state(tmp, trainer_state)
-        tmp.rename(final)
+        atomic_write_dir(final, write, CHECKPOINT_DIR_MODE)
     except (OSError, SafetensorError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
         kept = [p.name for _, p in list_checkpoints(output_dir)]
         reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
         raise OutputError(f"cannot write checkpoint {final}: {reason}. Nothing of step {step} was kept; the "
                           f"earlier checkpoints are intact ({', '.join(kept) or 'none'}); make room, then "
                           "--resume") from exc
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for _, old in list_checkpoints(output_dir)[:-keep_last]:
         shutil.rmtree(old)
     return final
@@ -141,7 +135,7 @@ def remove_stale_temporaries(output_dir: str | Path) -> None:
     """Delete half-written checkpoint folders left by a crash during a save."""
     root = Path(output_dir) / CHECKPOINT_DIR
     if root.is_dir():
-        for path in root.glob(f"{_TMP_PREFIX}*"):
+        for path in root.glob(f".step_*{TEMPORARY_MARK}*"):
             shutil.rmtree(path, ignore_errors=True)
 
 

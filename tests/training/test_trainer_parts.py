@@ -142,7 +142,7 @@ def test_checkpoints_are_complete_folders_and_only_the_newest_are_kept(tmp_path,
         save_training_checkpoint(tmp_path, 30, tiny_model, {"step": 30}, keep_last=2)
     assert load_trainer_state(latest)["step"] == 30
     # A crash mid-save leaves only a hidden temporary folder, which resume ignores and set-up removes.
-    stale = tmp_path / "checkpoints" / ".tmp-step_40-abc"
+    stale = tmp_path / "checkpoints" / ".step_00000040.tmp-abc"
     stale.mkdir()
     assert latest_checkpoint(tmp_path) == latest
     remove_stale_temporaries(tmp_path)
