@@ -8,11 +8,12 @@ converted models) likewise, the folder they replace kept aside until the new one
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 PROBE_PREFIX = ".synseg-write-check-"
 TEMPORARY_MARK = ".tmp-"  # a folder being written by atomic_write_dir: ".<name>.tmp-<random>"
@@ -90,35 +91,61 @@ def check_writable_file(path: str | Path, overwrite: bool = True, what: str = "o
     check_writable_dir(path.parent, what=f"the folder of {what}")
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to write; once the block completes it is flushed to disk and
+    renamed to `path` (folders created), so readers see the old file or the whole new one, also after a power cut.
+    If the block fails the temporary file is removed and the error propagates unchanged.
+
+    Raises:
+        OutputError: the temporary file cannot be made or renamed into place (names the path and the reason).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from exc
+    tmp = Path(name)
+    try:
+        yield tmp
+        try:
+            with tmp.open("rb+") as written:
+                os.fsync(written.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; outputs are shared like any written file
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {os_reason(exc)}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it to `path` (folders created).
+    """Call `write(tmp)` on a temporary file beside `path`, then put it in place (see `atomic_file`).
 
     Raises:
         OutputError: the file or its folder cannot be written (the message names the path and the reason).
     """
     path = Path(path)
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; outputs are shared like any written file
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from exc
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp:
+        try:
+            write(tmp)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {os_reason(exc)}") from exc
     return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """`atomic_write` of a UTF-8 text."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """`atomic_write` of bytes."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_dir(path: str | Path, write: Callable[[Path], None], mode: int = 0o755) -> Path:

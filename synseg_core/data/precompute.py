@@ -12,22 +12,20 @@ them as ``no_categories``.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Literal, get_args
+from typing import Literal, get_args
 
 from tqdm import tqdm
 
+from ..outputs import atomic_file
 from .categories import CategoryExtractor
 from .records import IMAGE_EXTENSIONS, check_file, read_coco_captions, shard_record
 from .samples import CaptionRecord
 from .shards import expand_shards, read_shard, sidecar_path
 
 PrecomputeFormat = Literal["jsonl", "coco", "webdataset"]
-_TMP_SUFFIX = ".tmp"
 
 
 @dataclass
@@ -49,19 +47,6 @@ class PrecomputeStats:
                 f"{self.without_categories} without (skipped in training), {self.bad_records} unreadable")
 
 
-@contextlib.contextmanager
-def _atomic_text(path: Path) -> Iterator[IO[str]]:
-    """Write a text file under a temporary name and rename it into place only when complete."""
-    tmp = path.with_name(path.name + _TMP_SUFFIX)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _categories(extractor: CategoryExtractor, caption: object, stats: PrecomputeStats) -> list[str]:
     stats.samples += 1
     found = extractor.candidates(caption) if isinstance(caption, str) else []
@@ -73,7 +58,7 @@ def _precompute_jsonl(source: Path, output: Path, extractor: CategoryExtractor, 
     stats = PrecomputeStats()
     absolute = source.parent.resolve() != output.parent.resolve()  # keep relative image paths valid
     lines = source.read_text(encoding="utf-8").splitlines()
-    with _atomic_text(output) as out:
+    with atomic_file(output) as tmp, tmp.open("w", encoding="utf-8") as out:
         for line in tqdm(lines, desc=f"categories {source.name}", unit="sample", disable=not progress):
             if not line.strip():
                 continue
@@ -101,7 +86,7 @@ def _precompute_coco(source: Path, output: Path, extractor: CategoryExtractor, p
             annotation["categories"] = _categories(extractor, annotation.get("caption"), stats)
         else:
             stats.bad_records += 1
-    with _atomic_text(output) as out:
+    with atomic_file(output) as tmp, tmp.open("w", encoding="utf-8") as out:
         json.dump(data, out, ensure_ascii=False)
     return stats
 
@@ -115,7 +100,7 @@ def _precompute_shards(source: str, output: Path, extractor: CategoryExtractor, 
     with tqdm(desc="categories", unit="sample", disable=not progress) as bar:
         for n, url in enumerate(expand_shards(source)):
             bar.set_postfix(shard=f"{n + 1}", refresh=False)
-            with _atomic_text(sidecar_path(output, url)) as out:
+            with atomic_file(sidecar_path(output, url)) as tmp, tmp.open("w", encoding="utf-8") as out:
                 for sample in read_shard(url, select_files=_is_text_member):
                     record = shard_record(sample, None) if "__key__" in sample else None
                     if not isinstance(record, CaptionRecord):

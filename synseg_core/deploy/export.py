@@ -9,8 +9,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from ..model.synseg import SynSeg
+from ..outputs import atomic_file
 from .capabilities import EXPORT_PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -94,17 +93,14 @@ def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, precision: 
     if input_size <= 0 or input_size % patch:
         raise ExportError(f"input_size must be a positive multiple of the patch size {patch}, got {input_size}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     graph = ImagePath(model, input_size)
     images = torch.zeros(2, 3, input_size, input_size)
     text = torch.zeros(3, model.backbone.embed_dim)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         with _export_mode(), torch.no_grad():
             torch.onnx.export(
-                graph, (images, text), tmp, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                graph, (images, text), str(tmp), dynamo=False, opset_version=OPSET, do_constant_folding=True,
                 input_names=[INPUT_IMAGES, INPUT_TEXT], output_names=[OUTPUT],
                 dynamic_axes={INPUT_IMAGES: {0: "batch"}, INPUT_TEXT: {0: "categories"},
                               OUTPUT: {0: "batch", 1: "categories"}})
@@ -123,10 +119,6 @@ def export_onnx(model: SynSeg, path: str | Path, input_size: int, *, precision: 
         if check:
             onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     log.info("exported %s (%s, input %dx%d)", path, precision, input_size, input_size)
     return path
 

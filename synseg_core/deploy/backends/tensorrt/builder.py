@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .cache import atomic_write_bytes
+from ....outputs import atomic_write_bytes
 from .callbacks import BuildProgress, CapturedLog, make_progress_monitor, make_trt_logger
 from .config import TensorRTConfig
 from .errors import EngineBuildError, OnnxParseError, TensorRTUnavailableError

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import filelock
 
+from ....outputs import atomic_write_bytes
 from .errors import TensorRTError
 from .probe import DeviceInfo
 
@@ -36,21 +37,6 @@ def engine_key(ingredients: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of everything that determines an engine."""
     canonical = json.dumps({"schema": CACHE_SCHEMA, **ingredients}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the complete new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:

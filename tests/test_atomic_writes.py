@@ -1,7 +1,49 @@
-"""Folders written whole (`atomic_write_dir`) and what a crash leaves behind put right (`recover_dir`)."""
+"""Files and folders written whole (`atomic_file`, `atomic_write_dir`) and what a crash leaves behind put right
+(`recover_dir`)."""
+import os
+
 import pytest
 
-from synseg_core.outputs import ASIDE_MARK, TEMPORARY_MARK, atomic_write_dir, recover_dir
+from synseg_core.outputs import (ASIDE_MARK, TEMPORARY_MARK, OutputError, atomic_file, atomic_write, atomic_write_bytes,
+                                 atomic_write_dir, recover_dir)
+
+
+def test_a_file_appears_whole_with_the_usual_permissions(tmp_path):
+    target = tmp_path / "sub" / "plan.bin"
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(b"first")
+        assert not target.exists()  # nothing at the final name while the block writes
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_bytes() == b"first" and target.stat().st_mode & 0o777 == 0o666 & ~umask
+    atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["plan.bin"]  # no temporary left
+
+
+def test_a_failed_block_keeps_the_old_file_and_its_error(tmp_path):
+    target = tmp_path / "labels.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(ValueError, match="bad record"):
+        with atomic_file(target) as tmp, tmp.open("w") as out:
+            out.write("half")
+            raise ValueError("bad record")
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["labels.jsonl"]
+
+    def no_space(tmp):
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"labels.jsonl: No space left on device"):
+        atomic_write(target, no_space)
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["labels.jsonl"]
+
+
+def test_a_file_under_a_file_is_an_output_error_naming_it(tmp_path):
+    (tmp_path / "not_a_folder").write_text("x")
+    with pytest.raises(OutputError, match="cannot write .*not_a_folder/model.onnx"):
+        with atomic_file(tmp_path / "not_a_folder" / "model.onnx"):
+            pytest.fail("the block must not run")
 
 
 def write_files(**files):
