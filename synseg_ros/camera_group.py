@@ -41,9 +41,9 @@ class LabelGate:
     """The active label set, and the lock under which it changes (with label_info published) and under which a
     batch's outputs are published only if their label set is still the active one."""
 
-    def __init__(self, background: bool = True) -> None:
+    def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.current = LabelSet(0, (), background)
+        self.current = LabelSet(0, (), background=True)  # configure sets the model's own background mode
 
 
 def _min_period(settings: CameraSettings) -> float:

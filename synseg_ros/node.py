@@ -254,9 +254,13 @@ class SynSegNode(LifecycleNode):
             self._log_error("query", f"rejected query from {source}: {exc}; keeping the previous query "
                                      f"({len(self.categories)} categories)")
             return False
+        self._set_categories(categories, source)
+        return True
+
+    def _set_categories(self, categories: list[str], source: str) -> None:
+        """Make a parsed query the active one, unless it already is."""
         if tuple(categories) != self.categories:
             self._switch_labels(tuple(categories), self.gate.current.background, source)
-        return True
 
     def _switch_labels(self, categories: tuple[str, ...], background: bool, source: str) -> None:
         """Make (categories, background) the active label set under a new query id and announce it."""
@@ -299,8 +303,8 @@ class SynSegNode(LifecycleNode):
             return SetParametersResult(successful=False, reason=str(exc))
         if self.params is not None:
             self._apply_live(new, [p.name for p in changes], overrides)
-        if categories is not None and tuple(categories) != self.categories:
-            self._switch_labels(tuple(categories), self.gate.current.background, "parameter 'categories'")
+        if categories is not None:
+            self._set_categories(categories, "parameter 'categories'")
         return SetParametersResult(successful=True)
 
     def _apply_live(self, new: NodeParameters, names: list[str], overrides: dict[str, object]) -> None:
