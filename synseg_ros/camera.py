@@ -109,7 +109,8 @@ class CameraPipeline:
             events = incompatible_qos_warning(self._node, topic, hint)
             events.message_lost = self._on_lost
             self._subscriptions.append(self._node.create_subscription(
-                msg_type, topic, lambda msg, c=compressed: self._on_image(msg, c), qos, event_callbacks=events))
+                msg_type, topic, lambda msg, info, c=compressed: self._on_image(msg, info, c), qos,
+                event_callbacks=events))
 
     def deactivate(self) -> None:
         """Unsubscribe."""
@@ -130,8 +131,9 @@ class CameraPipeline:
         snap.counters["frames_dropped"] = dropped
         return snap
 
-    def _on_image(self, msg: Image | CompressedImage, compressed: bool) -> None:
-        self.stats.image_received()
+    def _on_image(self, msg: Image | CompressedImage, info: dict, compressed: bool) -> None:
+        self.stats.image_received(bytes((info.get("publisher_gid") or {}).get("data", b"")),
+                                  info.get("publication_sequence_number"))
         self._submit(Frame(msg, compressed))
 
     def _on_lost(self, info: QoSMessageLostInfo) -> None:

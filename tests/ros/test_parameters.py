@@ -213,3 +213,16 @@ def test_lost_frames_are_counted_and_the_warning_ages_out():
     now[0] = 12.5
     snap = stats.snapshot()
     assert snap.lost_recently == 0 and snap.counters["frames_lost"] == 5  # the total stays
+
+
+def test_frames_a_publisher_sent_but_the_node_never_took_are_counted_from_sequence_gaps():
+    stats = PipelineStats()
+    for sequence in (1, 2, 5, 6, 10):  # 3, 4 and 7-9 were replaced in the queue or lost
+        stats.image_received(b"front", sequence)
+    for sequence in (100, 101, 103):  # another publisher on the topic: its own numbering
+        stats.image_received(b"rear", sequence)
+    stats.image_received(b"front", 8)  # older than the newest (one writer over DDS never does this): no new gap
+    stats.image_received(b"front", 11)
+    stats.image_received(b"", None)  # a middleware without sequence numbers: taken, nothing inferred
+    counters = stats.snapshot().counters
+    assert counters["frames_received"] == 11 and counters["frames_missed"] == 2 + 3 + 1
