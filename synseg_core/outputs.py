@@ -9,6 +9,7 @@ converted models) likewise, the folder they replace kept aside until the new one
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -182,5 +183,11 @@ def recover_dir(path: str | Path) -> None:
     if aside.is_dir() and not path.exists():
         aside.rename(path)
     shutil.rmtree(aside, ignore_errors=True)
-    for tmp in path.parent.glob(f".{path.name}{TEMPORARY_MARK}*"):
+    remove_temporaries(path.parent, glob.escape(path.name))
+
+
+def remove_temporaries(parent: str | Path, names: str = "*") -> None:
+    """Remove the half-written temporary folders `atomic_write_dir` left in `parent` for the folders whose names
+    match the glob `names`."""
+    for tmp in Path(parent).glob(f".{names}{TEMPORARY_MARK}*"):
         shutil.rmtree(tmp, ignore_errors=True)

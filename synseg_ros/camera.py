@@ -24,6 +24,7 @@ from synseg_ros.camera_parameters import CameraSettings
 from synseg_ros.dds import lost_frames_advice
 from synseg_ros.diagnostics import PipelineStats, StatsSnapshot
 from synseg_ros.image_conversion import ImageConversionError, compressed_to_rgb8, image_to_rgb8
+from synseg_ros.message_sequence import PublisherSequences
 from synseg_ros.outputs import (LabelSet, confidence_message, labels_message, masks_messages, overlay_message,
                                 segmentation_message)
 from synseg_ros.parameters import NodeParameters
@@ -81,6 +82,7 @@ class CameraPipeline:
                                                                   settings.output_prefix + name, output_qos)
                             for name in OUTPUTS}
         self._subscriptions: list = []
+        self._sequences = PublisherSequences()
 
     @property
     def input_topic(self) -> str:
@@ -95,6 +97,7 @@ class CameraPipeline:
 
     def activate(self) -> None:
         """Subscribe to the image topic(s)."""
+        self._sequences = PublisherSequences()  # frames sent while unsubscribed were not missed
         s = self.settings
         reliability = ReliabilityPolicy.RELIABLE if s.image_reliability == "reliable" else \
             ReliabilityPolicy.BEST_EFFORT
@@ -132,8 +135,7 @@ class CameraPipeline:
         return snap
 
     def _on_image(self, msg: Image | CompressedImage, info: dict, compressed: bool) -> None:
-        self.stats.image_received(bytes((info.get("publisher_gid") or {}).get("data", b"")),
-                                  info.get("publication_sequence_number"))
+        self.stats.image_received(self._sequences.advance(info) or 0)
         self._submit(Frame(msg, compressed))
 
     def _on_lost(self, info: QoSMessageLostInfo) -> None:

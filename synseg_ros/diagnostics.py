@@ -52,29 +52,18 @@ class PipelineStats:
         self._counters: Counter[str] = Counter()
         self._last_image: float | None = None
         self._last_error: str | None = None
-        self._newest_sequence: dict[bytes, int] = {}  # publisher gid -> sequence number of its newest frame taken
 
-    def image_received(self, publisher: bytes = b"", sequence: int | None = None) -> None:
-        """Record a frame taken from the subscription.
-
-        Args:
-            publisher, sequence: the frame's publisher (its gid) and publication sequence number, from the message
-                info (None where the middleware has none). A gap after the publisher's newest frame counts its frames
-                in `frames_missed`: lost in transport (then also in frames_lost) or replaced in the subscription's
-                queue by a newer frame while the node was busy, which the middleware reports nowhere.
-        """
+    def image_received(self, missed: int = 0) -> None:
+        """Record a frame taken from the subscription, and `missed` frames of its publisher before it that were never
+        taken (see `PublisherSequences.advance`): lost in transport (then also in frames_lost) or replaced in the
+        subscription's queue by a newer frame while the node was busy, which the middleware reports nowhere."""
         now = self._clock()
         with self._lock:
             self._inputs.append(now)
             self._last_image = now
             self._counters["frames_received"] += 1
-            if sequence is None:
-                return
-            newest = self._newest_sequence.get(publisher)
-            if newest is not None and sequence > newest + 1:
-                self._counters["frames_missed"] += sequence - newest - 1
-            if newest is None or sequence > newest:
-                self._newest_sequence[publisher] = sequence
+            if missed:
+                self._counters["frames_missed"] += missed
 
     def frames_lost(self, n: int) -> None:
         """Record `n` frames that were sent but lost in transport (the subscription's message-lost event)."""

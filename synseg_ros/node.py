@@ -44,6 +44,7 @@ from synseg_ros.camera_group import CameraGroup, LabelGate
 from synseg_ros.camera_parameters import (LIVE_CAMERA_OVERRIDES, camera_settings, declare_camera_overrides,
                                           read_camera_overrides, split_camera_override)
 from synseg_ros.diagnostics import diagnostic_status, unconfigured_status
+from synseg_ros.message_sequence import PublisherSequences
 from synseg_ros.outputs import LabelSet, label_info_json, vision_label_info, vision_label_info_type
 from synseg_ros.parameters import (LIVE_PARAMETERS, PARAMETER_NAMES, NodeParameters, ParameterError,
                                    declare_parameters, describe_inference, effective_settings, is_model_config,
@@ -74,7 +75,7 @@ class SynSegNode(LifecycleNode):
         self.gate = LabelGate()  # the active query; survives cleanup
         self.configure_error: str | None = None  # why the last configure failed (None after a success)
         self._rejected_queries = 0
-        self._last_query_seq: dict[bytes, int] = {}  # publisher gid -> sequence number of its newest query handled
+        self._query_sequences = PublisherSequences()  # both query subscriptions: a sample is handled once
         self._active = False
         self._label_info_pub = self._vision_pub = None
         self._query_subs: list = []
@@ -236,12 +237,8 @@ class SynSegNode(LifecycleNode):
     def _on_query(self, msg: String, info: dict, topic: str) -> None:
         # Both query subscriptions may deliver a sample, in either order: a publisher's sample that is not newer than
         # the newest one handled is a duplicate or late, and applying it would bring an older query back.
-        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
-        sequence = info.get("publication_sequence_number")
-        if sequence is not None:
-            if sequence <= self._last_query_seq.get(gid, -1):
-                return
-            self._last_query_seq[gid] = sequence
+        if self._query_sequences.advance(info) is None:
+            return
         self.apply_query(msg.data, topic)
 
     def apply_query(self, text: str, source: str) -> bool:

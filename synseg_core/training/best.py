@@ -2,9 +2,9 @@
 checkpoints, a normal synseg checkpoint (loadable by `Segmenter.from_checkpoint` and `training/evaluate.py`) plus
 `best.json` with the step, the metric, its score, every validation metric and what the validation ran on.
 
-A new best is written into a temporary folder and swapped in with renames (`outputs.atomic_write_dir`), so a crash leaves the previous best or
-the new one, never a mix. A resumed run keeps the best-so-far (read back from `best.json`) unless the validation
-it was scored on differs, in which case the next validation replaces it.
+A new best is written into a temporary folder and swapped in with renames (`outputs.atomic_write_dir`), so a crash
+leaves the previous best or the new one, never a mix. A resumed run keeps the best-so-far (read back from
+`best.json`) unless the validation it was scored on differs, in which case the next validation replaces it.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 
 from ..model.checkpoint import CheckpointError, backbone_is_reproducible, load_checkpoint, save_checkpoint
 from ..model.synseg import SynSeg
-from ..outputs import TEMPORARY_MARK, OutputError, atomic_write, atomic_write_dir, os_reason
+from ..outputs import OutputError, atomic_write, atomic_write_dir, os_reason, remove_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +133,7 @@ def estimate_checkpoint_bytes(model: SynSeg) -> int:
 
 def remove_stale_temporaries(output_dir: str | Path) -> None:
     """Delete half-written checkpoint folders left by a crash during a save."""
-    root = Path(output_dir) / CHECKPOINT_DIR
-    if root.is_dir():
-        for path in root.glob(f".step_*{TEMPORARY_MARK}*"):
-            shutil.rmtree(path, ignore_errors=True)
+    remove_temporaries(Path(output_dir) / CHECKPOINT_DIR, "step_*")
 
 
 def load_trainer_state(folder: str | Path) -> dict:

@@ -33,15 +33,17 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S, what: str = "condition") -> object:
-    """Poll `predicate` until it returns something truthy; fail the test with `what` on timeout."""
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S,
+               what: str | Callable[[], str] = "condition") -> object:
+    """Poll `predicate` until it returns something truthy; fail the test with `what` on timeout (a callable: called
+    then, so it can show the state at the end of the wait)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
 class Collector:

@@ -55,8 +55,8 @@ def reached_the_node(diagnostics, namespace: str, topic: str, total: int, what: 
         values = camera_values(diagnostics, namespace, topic)
         return values if values and taken(values) + counter(values, "frames_missed") >= total * 0.99 else None
 
-    values = wait_until(arrived, timeout=10, what=f"99% of {what} at the node (diagnostics: "
-                                                   f"{camera_values(diagnostics, namespace, topic)})")
+    values = wait_until(arrived, timeout=10, what=lambda: f"99% of {what} at the node (diagnostics: "
+                                                          f"{camera_values(diagnostics, namespace, topic)})")
     assert counter(values, "frames_lost") == 0, values
     assert taken(values) >= total * 0.9, values
     return values

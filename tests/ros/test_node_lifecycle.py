@@ -34,11 +34,11 @@ def change_state(ros, ns, transition_id):
                 ChangeState.Request(transition=Transition(id=transition_id))).success
 
 
-def serve_one(ros, node, ns, index):
-    """Publish one frame and wait for its labels."""
+def serve_one(ros, node, ns, index, image_pub=None):
+    """Publish one frame (with `image_pub`, else a new publisher) and wait for its labels."""
     labels = ros.subscribe(Image, f"{ns}/synseg/labels")
     wait_until(lambda: node.cameras[0].subscription_count("labels") > 0, what="the node to see ~/labels")
-    image_pub = ros.publisher(Image, f"{ns}/image")
+    image_pub = image_pub or ros.publisher(Image, f"{ns}/image")
     wait_subscribed(image_pub, "image")
     image_pub.publish(image_message(IMAGE, "rgb8", header(index)))
     labels.wait_for(lambda m: stamp_of(m) == stamp_of(header(index)), f"labels of frame {index}")
@@ -84,12 +84,16 @@ def test_invalid_parameters_fail_configure_with_every_problem_named(ros, unique_
 def test_deactivate_stops_and_activate_resumes(ros, unique_ns):
     node = make_node(ros, unique_ns, categories="cat")
     start(node)
-    serve_one(ros, node, unique_ns, 0)
     image_pub = ros.publisher(Image, f"{unique_ns}/image")
+    serve_one(ros, node, unique_ns, 0, image_pub)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     wait_until(lambda: image_pub.get_subscription_count() == 0, what="the image subscription to close")
+    for index in range(3):  # sent while nobody subscribes: not frames the node missed
+        image_pub.publish(image_message(IMAGE, "rgb8", header(10 + index)))
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    serve_one(ros, node, unique_ns, 1)
+    serve_one(ros, node, unique_ns, 1, image_pub)
+    counters = node.cameras[0].stats.snapshot().counters
+    assert counters["frames_received"] == 2 and counters.get("frames_missed", 0) == 0, counters
 
 
 def test_cleanup_releases_the_model_and_configure_loads_it_again(ros, unique_ns):
