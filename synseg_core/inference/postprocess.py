@@ -1,10 +1,13 @@
 """Probabilities -> the outputs a caller asks for, on the device that computed them: upsampling to the input size,
 label map (background threshold), binary masks (also as uint8 mask images, one plane per category), confidence. One
-set of functions serves the Python API, evaluation and the node."""
+set of functions serves the Python API, evaluation and the node. On the CPU a fused kernel (fused_postprocess.py)
+computes the same outputs bit for bit in one pass where it can; elsewhere these torch ops do."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, fields
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -12,6 +15,7 @@ import torch
 from .preprocess import resize
 from .workspace import Workspace, scratch
 
+log = logging.getLogger(__name__)
 MASK_ON = 255  # value of a pixel inside a mask image (OpenCV's and the node's convention)
 MAX_UINT8_LABEL = 255  # compact labels are uint8 up to this many categories, uint16 above
 
@@ -134,6 +138,10 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
         [N, H, W], probabilities [N, K, H, W], mask_images [N, K, H, W] uint8 (contiguous).
     """
     n, k, device = maps.shape[0], maps.shape[1], maps.device
+    if _fusable(maps, size):
+        labels = (compact_label_dtype(k) if outputs.compact_labels else torch.int32) if outputs.labels else None
+        return _fused().fused_postprocess(maps, size, background_threshold, mask_threshold, outputs.probabilities,
+                                          outputs.masks, outputs.mask_images, outputs.confidence, labels)
     returned = outputs.probabilities
     target = None if returned or workspace is None else workspace.tensor(
         ("probabilities", key), (n, k, *size), maps.dtype, device)
@@ -167,3 +175,25 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
             torch.gt(probs, mask_threshold, out=planes.view(torch.bool))
         result["mask_images"] = planes.mul_(MASK_ON)
     return result
+
+
+def _fusable(maps: torch.Tensor, size: tuple[int, int]) -> bool:
+    """Whether the fused CPU kernel serves these maps: float32 on the CPU, a resize needed, numba installed and the
+    kernel's upsampling proven equal to aten's for this geometry (see fused_postprocess.matches_aten)."""
+    if maps.device.type != "cpu" or maps.dtype != torch.float32 or tuple(maps.shape[-2:]) == tuple(size):
+        return False
+    fused = _fused()
+    return fused is not None and fused.matches_aten(maps.shape[1], tuple(maps.shape[-2:]), tuple(size),
+                                                    torch.get_num_threads())
+
+
+@functools.cache
+def _fused() -> ModuleType | None:
+    """synseg_core.inference.fused_postprocess, or None (logged once) where numba cannot be imported or compile."""
+    try:
+        from . import fused_postprocess
+    except Exception as e:  # ImportError, or numba's own errors (e.g. no writable cache folder)
+        log.warning("fused CPU post-processing unavailable (%s: %s): it runs as separate torch ops",
+                    type(e).__name__, e)
+        return None
+    return fused_postprocess
