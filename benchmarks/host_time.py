@@ -27,6 +27,8 @@ import torch
 from benchmarks.common import machine_description
 from benchmarks.legacy_image_path import legacy_image_to_rgb8, legacy_segment
 from synseg_core import Outputs, Segmenter, get_model_config
+from synseg_core.inference.postprocess import fused_kernel_serves
+from synseg_core.inference.preprocess import model_input_size
 from synseg_core.inference.segmenter import SegmentationResult
 
 STAGES = ("convert", "segment outside the model", "messages")
@@ -142,9 +144,13 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                                        builders).result()
                 if i >= args.warmup:
                     times[name].append(stages)
-    return {name: {**{stage: statistics.median(frame[stage] for frame in frames) for stage in (*STAGES, "model")},
-                   "fastest": min(sum(frame[stage] for stage in STAGES) for frame in frames)}
-            for name, frames in times.items()}
+    medians = {name: {**{stage: statistics.median(frame[stage] for frame in frames) for stage in (*STAGES, "model")},
+                      "fastest": min(sum(frame[stage] for stage in STAGES) for frame in frames)}
+               for name, frames in times.items()}
+    size = model_input_size(args.height, args.width, segmenter.inference, segmenter.model.backbone.patch_size)
+    medians["new"]["fused"] = float(fused_kernel_serves(torch.empty(1, args.categories, *size, device=args.device),
+                                                        (args.height, args.width)))
+    return medians
 
 
 def report(medians: dict[str, dict[str, float]]) -> list[str]:
@@ -159,6 +165,8 @@ def report(medians: dict[str, dict[str, float]]) -> list[str]:
     lines.append(f"{'  the same, fastest frame':34s} {1e3 * old['fastest']:9.2f} {1e3 * new['fastest']:9.2f} "
                  f"{new['fastest'] / old['fastest']:8.2f}x   (without the machine's interruptions)")
     lines.append(f"{'model (backend.run, not counted)':34s} {1e3 * old['model']:9.2f} {1e3 * new['model']:9.2f}")
+    lines.append(f"{'new post-processing':34s} " + ("one fused CPU pass (numba)" if new.get("fused") else
+                                                      "separate torch ops"))
     whole_old, whole_new = host_old + old["model"], host_new + new["model"]
     lines.append(f"{'whole frame in process (sum)':34s} {1e3 * whole_old:9.2f} {1e3 * whole_new:9.2f} "
                  f"{whole_new / whole_old:8.2f}x   (the node end to end less transport)")

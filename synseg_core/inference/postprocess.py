@@ -138,7 +138,7 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
         [N, H, W], probabilities [N, K, H, W], mask_images [N, K, H, W] uint8 (contiguous).
     """
     n, k, device = maps.shape[0], maps.shape[1], maps.device
-    if _fusable(maps, size):
+    if fused_kernel_serves(maps, size):
         labels = (compact_label_dtype(k) if outputs.compact_labels else torch.int32) if outputs.labels else None
         return _fused().fused_postprocess(maps, size, background_threshold, mask_threshold, outputs.probabilities,
                                           outputs.masks, outputs.mask_images, outputs.confidence, labels)
@@ -177,7 +177,7 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
     return result
 
 
-def _fusable(maps: torch.Tensor, size: tuple[int, int]) -> bool:
+def fused_kernel_serves(maps: torch.Tensor, size: tuple[int, int]) -> bool:
     """Whether the fused CPU kernel serves these maps: float32 on the CPU, a resize needed, numba installed and the
     kernel's upsampling proven equal to aten's for this geometry (see fused_postprocess.matches_aten)."""
     if maps.device.type != "cpu" or maps.dtype != torch.float32 or tuple(maps.shape[-2:]) == tuple(size):

@@ -22,7 +22,7 @@ OUTPUT_SETS = [Outputs(), Outputs(compact_labels=True), Outputs.for_images(),
 
 def torch_ops(monkeypatch, *args) -> dict[str, torch.Tensor]:
     with monkeypatch.context() as m:
-        m.setattr(pp, "_fusable", lambda maps, size: False)
+        m.setattr(pp, "fused_kernel_serves", lambda maps, size: False)
         return postprocess(*args)
 
 
@@ -50,7 +50,7 @@ def probabilities(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
                                         ((1, 4, 120, 150), (73, 91)), ((2, 2, 7, 150), (7, 301))],
                          ids=["camera", "batch-odd", "downsampled", "one-axis"])
 def test_fused_outputs_equal_the_torch_ops(monkeypatch, shape, size):
-    assert pp._fusable(torch.zeros(shape), size), "the fused kernel is not used here (numba missing?)"
+    assert pp.fused_kernel_serves(torch.zeros(shape), size), "the fused kernel is not used here (numba missing?)"
     maps = probabilities(sum(shape), shape)
     for outputs in OUTPUT_SETS:
         for background, mask in [(None, 0.5), (0.0, 0.0), (0.3, 0.1), (-0.25, 1.0), (0.999, -0.1), (None, 1.2)]:
@@ -87,7 +87,7 @@ def test_bands_and_concurrent_calls_give_the_same_outputs(monkeypatch, threads):
 def assert_falls_back(monkeypatch, caplog, reason: str) -> None:
     """The fused kernel is not used, the log says `reason`, and the outputs are the torch ops'."""
     with caplog.at_level(logging.WARNING):
-        assert not pp._fusable(torch.zeros(1, 2, 61, 89), (97, 123))
+        assert not pp.fused_kernel_serves(torch.zeros(1, 2, 61, 89), (97, 123))
     assert reason in caplog.text
     maps = probabilities(3, (1, 2, 61, 89))
     want = torch_ops(monkeypatch, maps.clone(), (97, 123), 0.3, 0.5, Outputs())
