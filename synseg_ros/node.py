@@ -37,6 +37,7 @@ from std_msgs.msg import Header, String
 import synseg_core
 import synseg_ros
 from synseg_core.deploy.backends.factory import create_backend
+from synseg_core.inference.postprocess import Outputs
 from synseg_core.inference.query import QueryError, parse_query
 from synseg_core.inference.segmenter import Segmenter, resolve_model_source
 from synseg_ros.camera import CameraPipeline, incompatible_qos_warning
@@ -177,7 +178,9 @@ class SynSegNode(LifecycleNode):
         loaded = time.perf_counter()
         if params.warmup:
             height, width = params.warmup_size
-            result = segmenter.segment(np.zeros((height, width, 3), np.uint8), categories, probabilities=False)
+            # what the cameras ask for, so the first frame finds every kernel compiled and checked
+            result = segmenter.segment(np.zeros((height, width, 3), np.uint8), categories,
+                                       outputs=Outputs.for_images())
             bad = int((~np.isfinite(result.confidence)).sum())
             if bad:
                 raise WarmupError(f"the warm-up inference produced {bad} non-finite values of {result.confidence.size} "
