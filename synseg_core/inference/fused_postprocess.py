@@ -172,7 +172,8 @@ def matches_aten(categories: int, source: tuple[int, int], target: tuple[int, in
     if np.array_equal(got, want, equal_nan=True):
         return True
     differ = ~((got == want) | (np.isnan(got) & np.isnan(want)))
-    log.warning("the fused CPU post-processing does not reproduce this torch build's bilinear resize %s -> %s of %d "
+    # info, not a warning: small outputs are the expected case (aten's separable kernel), and nothing is wrong
+    log.info("the fused CPU post-processing does not reproduce this torch build's bilinear resize %s -> %s of %d "
                 "maps with %d threads (%d of %d values differ): post-processing runs as separate torch ops", source,
                 target, categories, threads, np.count_nonzero(differ), differ.size)
     return False
