@@ -26,7 +26,7 @@ from .synthetic import SceneGenerator, get_domain
 from .synthetic.writers import BACKGROUND, CLASSES_FILE
 from synseg_core.inference.segmenter import Segmenter
 from .heldout import custom_dataset
-from synseg_core.evaluation.demo_frames import foreground_iou
+from synseg_core.evaluation.demo_frames import PLAYBACK_SIZE, foreground_iou
 from .scoring import best_threshold, threshold_sweep
 
 NODE_PARAMS_FILE = "node_params.yaml"
@@ -123,7 +123,7 @@ def write_node_params(path: str | Path, model_dir: str | Path) -> Path:
               "templates": config["templates"], "background_threshold": config["background_threshold"],
               "mask_threshold": config["mask_threshold"], "background": True,
               "categories": "", "image_reliability": "reliable",  # the query comes on the query topic
-              "warmup_size": [config["short_side"], config["short_side"]]}
+              "warmup_size": [PLAYBACK_SIZE[1], PLAYBACK_SIZE[0]]}  # the frames the player sends
     document = {"/**": {"ros__parameters": params}}
     Path(path).write_text("# Node parameters of scripts/demo.sh (written by synseg_proof/cli/make_demo_assets.py).\n"
                           + yaml.safe_dump(document, sort_keys=False))

@@ -33,7 +33,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from synseg_core.evaluation.demo_frames import read_demo_frames, score_frames
+from synseg_core.evaluation.demo_frames import PLAYBACK_SIZE, read_demo_frames, score_frames
 from synseg_core.inference.query import QueryError, parse_query
 from synseg_ros.image_conversion import array_to_image, image_to_array
 
@@ -56,8 +56,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frame-timeout", type=float, default=60.0, help="seconds to wait for each frame's outputs")
     p.add_argument("--resend-after", type=float, default=5.0, help="send a frame again after this many seconds "
                    "without an answer")
-    p.add_argument("--size", type=frame_size, default=(640, 480), metavar="WxH",
-                   help="publish every frame at this size (default 640x480, a camera's)")
+    p.add_argument("--size", type=frame_size, default=PLAYBACK_SIZE, metavar="WxH",
+                   help="publish every frame at this size (default %dx%d, a camera's)" % PLAYBACK_SIZE)
     p.add_argument("--node-pid", type=int, help="stop waiting when this process (the node) has exited")
     return p.parse_args(argv)
 

@@ -169,7 +169,8 @@ DESCRIPTIONS = {
     "overlay_alpha": "weight of the category colour in the overlay (0..1)",
     "output_depth": "queue depth of the output publishers (>= 1)",
     "warmup": "run one inference at configure before reporting ready (a non-finite result fails configure)",
-    "warmup_size": "[height, width] of the warm-up image",
+    "warmup_size": "[height, width] of the warm-up image: the cameras' frame size, so that the first frame finds the "
+                   "image path prepared for it",
     "diagnostics_period_s": "seconds between /diagnostics messages",
     "stale_image_timeout_s": "warn in /diagnostics when no image arrived for this long",
     "log_throttle_s": "repeated problems of one kind are logged at most once per this many seconds",

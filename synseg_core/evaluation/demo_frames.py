@@ -19,6 +19,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "resources" / "demo"
 IMAGES, LABELS, QUERY_FILE, CLASSES_FILE = "images", "labels", "query.txt", "classes.txt"
 BACKGROUND = "background"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+PLAYBACK_SIZE = (640, 480)  # (width, height) the demo player publishes the frames at by default: a camera's
 
 
 @dataclass
