@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -87,13 +88,21 @@ class RunRecords:
         self._unsynced_samples += len(batch)
         self.skip_report.add(step, batch.skipped_samples)
 
-    def sync(self) -> None:
-        """Add every rank's counts since the last sync into the totals (all ranks together)."""
-        local = torch.cat([self._unsynced_skips.to_tensor(), torch.tensor([self._unsynced_samples])])
-        totals = all_reduce(local.to(self.device), "sum").cpu()
-        self.skipped.update(SkipCounter.from_tensor(totals[:-1]).as_dict())
-        self.samples += int(totals[-1])
+    def sync(self, also: Sequence[float] = ()) -> list[float]:
+        """Add every rank's counts since the last sync into the totals (all ranks together).
+
+        Args:
+            also: more values to sum over the ranks in the same reduction (one collective per call).
+        Returns:
+            `also` summed over the ranks.
+        """
+        counts = [*self._unsynced_skips.to_tensor().tolist(), self._unsynced_samples]
+        # float64 holds every count exactly (below 2**53)
+        totals = all_reduce(torch.tensor([*counts, *also], dtype=torch.float64, device=self.device), "sum").tolist()
+        self.skipped.update(SkipCounter.from_tensor(torch.tensor(totals[:len(counts) - 1])).as_dict())
+        self.samples += int(totals[len(counts) - 1])
         self._unsynced_skips, self._unsynced_samples = SkipCounter(), 0
+        return totals[len(counts):]
 
     def check_data(self, step: int) -> None:
         """Stop a run without a usable sample, or with more skipped than `runtime.max_skip_ratio` (after `sync`).

@@ -29,7 +29,7 @@ from .absent import absent_inputs
 from .batches import BatchStream, DataPosition
 from .best import BestCheckpoint
 from .config import TrainConfig
-from .distributed import DistInfo, all_ranks_true, all_reduce, on_main_rank
+from .distributed import DistInfo, all_ranks_true, on_main_rank
 from .metrics import WindowAverage, memory_usage, progress_postfix
 from .engine import TrainingEngine
 from .precision import MixedPrecision, resolve_precision
@@ -209,8 +209,7 @@ class Trainer:
         means = window.pop()
         local = [means.get(k, 0.0) for k in names] if means else [0.0] * len(names)
         # Good steps are skipped on all ranks together, so every rank has the same window length.
-        totals = all_reduce(torch.tensor([*local, float(images)], dtype=torch.float64, device=self.device)).tolist()
-        self.records.sync()
+        totals = self.records.sync(also=[*local, float(images)])
         record = {k: v / self.info.world_size for k, v in zip(names, totals)} if means else {}
         record.update({
             **{f"lr_{g['name'].removesuffix('_no_decay')}": g["lr"] for g in self.optimizer.param_groups},

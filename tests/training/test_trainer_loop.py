@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from synseg_core import Segmenter
+from synseg_core.training import records as records_module
 from synseg_core.training import step as step_module
 from synseg_core.training import load_train_config, run_training
 from synseg_core.training.state import STATE_NAME, list_checkpoints, load_trainer_state
@@ -84,6 +85,21 @@ def test_consecutive_nonfinite_steps_stop_the_run_and_keep_the_good_checkpoint(m
     assert [s for s, _ in list_checkpoints(out)] == [4, 6]
     assert read_records(out, "summary")[-1]["nonfinite_steps"] == 0  # steps 3-4 were redone from step 2's state
     assert good_weights != (list_checkpoints(out)[-1][1] / "model.safetensors").read_bytes()
+
+
+def test_one_collective_per_logging_window(manifest, tmp_path, monkeypatch):
+    """The window's losses and the run's sample and skip counts are summed over the ranks in one reduction."""
+    calls = []
+
+    def counted(tensor, op="sum"):
+        calls.append(tensor.numel())
+        return tensor
+
+    monkeypatch.setattr(records_module, "all_reduce", counted)
+    out = tmp_path / "run"
+    assert main(train_args(manifest, out, 4, **{"logging.every": 1, "checkpoint.every": 100})) == 0
+    assert len(calls) == 4 + 1  # four windows, then the final checkpoint's count
+    assert [r["samples"] for r in read_records(out, "train")] == [8, 16, 24, 32]
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path, capsys):
