@@ -179,8 +179,10 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
 
 def fused_kernel_serves(maps: torch.Tensor, size: tuple[int, int]) -> bool:
     """Whether the fused CPU kernel serves these maps: float32 on the CPU, a resize needed, numba installed and the
-    kernel's upsampling proven equal to aten's for this geometry (see fused_postprocess.matches_aten)."""
-    if maps.device.type != "cpu" or maps.dtype != torch.float32 or tuple(maps.shape[-2:]) == tuple(size):
+    kernel's upsampling proven equal to aten's for this geometry (see fused_postprocess.matches_aten). Contiguous
+    only: aten resizes channels-last maps with another kernel, which rounds differently."""
+    if (maps.device.type != "cpu" or maps.dtype != torch.float32 or not maps.is_contiguous()
+            or tuple(maps.shape[-2:]) == tuple(size)):
         return False
     fused = _fused()
     return fused is not None and fused.matches_aten(maps.shape[1], tuple(maps.shape[-2:]), tuple(size),

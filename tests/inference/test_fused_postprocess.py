@@ -59,6 +59,14 @@ def test_fused_outputs_equal_the_torch_ops(monkeypatch, shape, size):
                         f"{outputs}, background {background}, mask threshold {mask}")
 
 
+def test_channels_last_maps_keep_the_torch_ops(monkeypatch):
+    """aten resizes channels-last maps with its vectorised kernel: the kernel must not stand in for it there."""
+    maps = probabilities(5, (1, 10, 61, 89)).contiguous(memory_format=torch.channels_last)
+    assert not pp.fused_kernel_serves(maps, (97, 123))
+    assert_same(postprocess(maps.clone(), (97, 123), 0.3, 0.5, Outputs()),
+                torch_ops(monkeypatch, maps.clone(), (97, 123), 0.3, 0.5, Outputs()), "channels-last")
+
+
 def test_fused_labels_past_255_categories_are_int16(monkeypatch):
     maps = probabilities(1, (1, 300, 6, 7))
     outputs = Outputs.for_images()
