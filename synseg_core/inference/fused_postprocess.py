@@ -1,13 +1,13 @@
 """`postprocess` on the CPU in one pass per output row: bilinear upsampling, clamping, peak, labels, masks and mask
 images computed together, so the K full-size maps are never written and read back (the separate torch ops make
-five passes over them). Compiled with numba; the rows are split between torch's intra-op thread count.
+five passes over them). Compiled with numba; the rows are split into as many bands as torch has intra-op threads.
 
-Bit for bit the torch ops: the interpolation repeats the arithmetic of aten's CPU bilinear kernel (source
+Bit for bit the torch ops: the interpolation repeats the arithmetic of aten's generic CPU bilinear kernel (source
 coordinates and both interpolation levels with fused multiply-adds, as its compiled kernel does on FMA machines),
 and the labelling repeats `winning_labels`' rules, NaN included. aten has other kernels too (a separable one for
-small outputs, single-threaded three-channel inputs, channels-last), and other builds may round differently: the
-check run once per geometry, category count and thread count (`matches_aten`) finds any difference, and
-`postprocess` then keeps its torch ops.
+small outputs and for three channels on one thread; a vectorised one for channels-last maps, which never come
+here), and other builds may round differently: the check run once per geometry, category count and thread count
+(`matches_aten`) finds any difference, and `postprocess` then keeps its torch ops.
 """
 from __future__ import annotations
 
