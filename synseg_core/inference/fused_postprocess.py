@@ -159,11 +159,20 @@ def _run_split(maps: np.ndarray, size: tuple[int, int], clamp: bool, mask_thresh
         band.result()
 
 
-@functools.lru_cache(maxsize=64)
+# aten picks its bilinear kernel by the channel count only among small counts (three channels on one thread): a check
+# with more maps than this stands for every larger count, so a query of many categories is not checked at full size
+DECISIVE_CATEGORY_COUNT = 4
+
+
 def matches_aten(categories: int, source: tuple[int, int], target: tuple[int, int], threads: int) -> bool:
     """Whether the kernel's upsampling of `categories` maps equals aten's bit for bit, NaN included, for this geometry
-    with this many torch threads on this machine (checked once, on random maps overshooting [0, 1] with a NaN);
-    logs why not."""
+    with this many torch threads on this machine (checked once, on random maps overshooting [0, 1] with a NaN, at
+    most DECISIVE_CATEGORY_COUNT + 1 of them); logs why not."""
+    return _matches_aten(min(categories, DECISIVE_CATEGORY_COUNT + 1), tuple(source), tuple(target), threads)
+
+
+@functools.lru_cache(maxsize=64)
+def _matches_aten(categories: int, source: tuple[int, int], target: tuple[int, int], threads: int) -> bool:
     probe = torch.rand((1, categories, *source), generator=torch.Generator().manual_seed(0)) * 1.25 - 0.125
     probe[0, 0, source[0] // 2, source[1] // 2] = float("nan")
     want = resize(probe, target).numpy()

@@ -67,6 +67,15 @@ def test_channels_last_maps_keep_the_torch_ops(monkeypatch):
                 torch_ops(monkeypatch, maps.clone(), (97, 123), 0.3, 0.5, Outputs()), "channels-last")
 
 
+def test_many_categories_rely_on_a_check_with_fewer(monkeypatch):
+    """The check against aten runs with at most DECISIVE_CATEGORY_COUNT + 1 maps; 40 categories at camera size must
+    still come out equal to the torch ops."""
+    maps = probabilities(40, (1, 40, 448, 592))
+    for outputs in (Outputs(), Outputs.for_images()):
+        assert_same(postprocess(maps.clone(), (480, 640), 0.3, 0.5, outputs),
+                    torch_ops(monkeypatch, maps.clone(), (480, 640), 0.3, 0.5, outputs), f"K=40, {outputs}")
+
+
 def test_fused_labels_past_255_categories_are_int16(monkeypatch):
     maps = probabilities(1, (1, 300, 6, 7))
     outputs = Outputs.for_images()
@@ -109,13 +118,13 @@ def test_a_build_that_rounds_differently_keeps_the_torch_ops(monkeypatch, caplog
         first, second, w0, w1 = real(source, target)
         return first, second, np.nextafter(w0, np.float32(0)), w1
 
-    fused.matches_aten.cache_clear()
+    fused._matches_aten.cache_clear()
     monkeypatch.setattr(fused, "source_indices", shifted)
     try:
         assert_falls_back(monkeypatch, caplog,
                           "does not reproduce this torch build's bilinear resize (61, 89) -> (97, 123) of 2 maps")
     finally:
-        fused.matches_aten.cache_clear()
+        fused._matches_aten.cache_clear()
 
 
 def test_without_numba_post_processing_runs_the_torch_ops(monkeypatch, caplog):
