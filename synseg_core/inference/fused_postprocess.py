@@ -6,8 +6,8 @@ Bit for bit the torch ops: the interpolation repeats the arithmetic of aten's ge
 coordinates and both interpolation levels with fused multiply-adds, as its compiled kernel does on FMA machines),
 and the labelling repeats `winning_labels`' rules, NaN included. aten has other kernels too (a separable one for
 small outputs and for three channels on one thread; a vectorised one for channels-last maps, which never come
-here), and other builds may round differently: the check run once per geometry, category count and thread count
-(`matches_aten`) finds any difference, and `postprocess` then keeps its torch ops.
+here), and other builds may round differently: the check run once per geometry and thread count (`matches_aten`)
+finds any difference, and `postprocess` then keeps its torch ops.
 """
 from __future__ import annotations
 
@@ -21,11 +21,15 @@ import torch
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .postprocess import Outputs, compact_label_dtype
 from .preprocess import resize
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = ("probabilities", "masks", "mask_images", "confidence", "labels")
+OUTPUT_NAMES = ("probabilities", "masks", "mask_images", "confidence", "labels")  # the kernel's argument order
+PLANE_OUTPUTS = ("probabilities", "masks", "mask_images")  # [N, K, H, W]; the others [N, H, W]
+OUTPUT_DTYPES = {"probabilities": torch.float32, "masks": torch.bool, "mask_images": torch.uint8,
+                 "confidence": torch.float32, "labels": torch.int32}
 
 
 @intrinsic
@@ -144,14 +148,14 @@ def _band_pool() -> ThreadPoolExecutor:
 
 
 def _run_split(maps: np.ndarray, size: tuple[int, int], clamp: bool, mask_threshold: float,
-               background_threshold: float | None, out: dict[str, np.ndarray]) -> None:
+               background_threshold: float | None, out: list[np.ndarray]) -> None:
     """The kernel over all output rows, split into torch.get_num_threads() bands run at once (the kernel releases
     the GIL)."""
     rows = len(maps) * size[0]
     bands = max(1, min(torch.get_num_threads(), rows))
     args = (source_indices(maps.shape[2], size[0]), source_indices(maps.shape[3], size[1]))
     tail = (clamp, np.float32(mask_threshold), np.float32(background_threshold or 0), background_threshold is not None,
-            background_threshold is None or background_threshold < 0, *(out[name] for name in OUTPUT_NAMES))
+            background_threshold is None or background_threshold < 0, *out)
     cuts = [rows * i // bands for i in range(bands + 1)]
     others = [_band_pool().submit(_postprocess_rows, maps, *args, cuts[i], cuts[i + 1], *tail) for i in range(1, bands)]
     _postprocess_rows(maps, *args, cuts[0], cuts[1], *tail)
@@ -177,44 +181,35 @@ def _matches_aten(categories: int, source: tuple[int, int], target: tuple[int, i
     probe[0, 0, source[0] // 2, source[1] // 2] = float("nan")
     want = resize(probe, target).numpy()
     got = np.empty(want.shape, np.float32)
-    _run_split(probe.numpy(), target, False, 0.5, None, _outputs(got.shape, probabilities=got))
+    _run_split(probe.numpy(), target, False, 0.5, None, _kernel_outputs({"probabilities": got}))
     if np.array_equal(got, want, equal_nan=True):
         return True
     differ = ~((got == want) | (np.isnan(got) & np.isnan(want)))
     # info, not a warning: small outputs are the expected case (aten's separable kernel), and nothing is wrong
     log.info("the fused CPU post-processing does not reproduce this torch build's bilinear resize %s -> %s of %d "
-                "maps with %d threads (%d of %d values differ): post-processing runs as separate torch ops", source,
-                target, categories, threads, np.count_nonzero(differ), differ.size)
+             "maps with %d threads (%d of %d values differ): post-processing runs as separate torch ops", source,
+             target, categories, threads, np.count_nonzero(differ), differ.size)
     return False
 
 
-def _outputs(shape: tuple[int, ...], **given: np.ndarray) -> dict[str, np.ndarray]:
-    """Every kernel output: the given arrays, empty ones (not computed) for the rest."""
-    empty = {"probabilities": np.float32, "masks": np.bool_, "mask_images": np.uint8, "confidence": np.float32,
-             "labels": np.int32}
-    return {name: given.get(name, np.empty((0,) * (len(shape) - (name in ("confidence", "labels"))), empty[name]))
-            for name in OUTPUT_NAMES}
+def _kernel_outputs(computed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The kernel's output arguments in OUTPUT_NAMES order: the computed arrays, and for the rest empty arrays of the
+    kernel's default types (not computed)."""
+    return [computed[name] if name in computed else
+            torch.empty((0,) * (4 if name in PLANE_OUTPUTS else 3), dtype=OUTPUT_DTYPES[name]).numpy()
+            for name in OUTPUT_NAMES]
 
 
 def fused_postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold: float | None,
-                      mask_threshold: float, probabilities: bool, masks: bool, mask_images: bool, confidence: bool,
-                      labels: torch.dtype | None) -> dict[str, torch.Tensor]:
-    """`postprocess`'s outputs for CPU maps [N, K, h, w] that need a resize (see `matches_aten`), as new tensors.
-
-    Args:
-        probabilities, masks, mask_images, confidence: which outputs to compute.
-        labels: their dtype (int32, uint8 or int16), None = no labels.
-    """
+                      mask_threshold: float, outputs: Outputs) -> dict[str, torch.Tensor]:
+    """`postprocess`'s outputs for contiguous float32 CPU maps [N, K, h, w] that need a resize (see
+    `matches_aten`), as new tensors."""
     n, k = maps.shape[:2]
-    planes, pixels = (n, k, *size), (n, *size)
-    wanted = {"probabilities": np.empty(planes, np.float32) if probabilities else None,
-              "masks": np.empty(planes, np.bool_) if masks else None,
-              "mask_images": np.empty(planes, np.uint8) if mask_images else None,
-              "confidence": np.empty(pixels, np.float32) if confidence else None,
-              "labels": np.empty(pixels, torch.empty(0, dtype=labels).numpy().dtype) if labels is not None else None}
-    given = {name: array for name, array in wanted.items() if array is not None}
+    dtypes = {**OUTPUT_DTYPES, "labels": compact_label_dtype(k) if outputs.compact_labels else torch.int32}
+    computed = {name: torch.empty((n, k, *size) if name in PLANE_OUTPUTS else (n, *size), dtype=dtypes[name])
+                for name in outputs.names()}
     # The clamp changes masks only for thresholds outside [0, 1) (see postprocess); labels never.
-    clamp = probabilities or ((masks or mask_images) and not 0 <= mask_threshold < 1)
-    _run_split(maps.contiguous().numpy(), size, clamp, mask_threshold, background_threshold,
-               _outputs(planes, **given))
-    return {name: torch.from_numpy(array) for name, array in given.items()}
+    clamp = outputs.probabilities or ((outputs.masks or outputs.mask_images) and not 0 <= mask_threshold < 1)
+    _run_split(maps.numpy(), size, clamp, mask_threshold, background_threshold,
+               _kernel_outputs({name: tensor.numpy() for name, tensor in computed.items()}))
+    return computed

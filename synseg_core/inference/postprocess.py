@@ -139,9 +139,7 @@ def postprocess(maps: torch.Tensor, size: tuple[int, int], background_threshold:
     """
     n, k, device = maps.shape[0], maps.shape[1], maps.device
     if fused_kernel_serves(maps, size):
-        labels = (compact_label_dtype(k) if outputs.compact_labels else torch.int32) if outputs.labels else None
-        return _fused().fused_postprocess(maps, size, background_threshold, mask_threshold, outputs.probabilities,
-                                          outputs.masks, outputs.mask_images, outputs.confidence, labels)
+        return _fused().fused_postprocess(maps, size, background_threshold, mask_threshold, outputs)
     returned = outputs.probabilities
     target = None if returned or workspace is None else workspace.tensor(
         ("probabilities", key), (n, k, *size), maps.dtype, device)

@@ -10,6 +10,8 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from synseg_core.config import get_model_config
+from synseg_core.inference import fused_postprocess as fused
+from synseg_core.inference.postprocess import Outputs
 from synseg_core.model.checkpoint import save_checkpoint
 from synseg_core.model.synseg import SynSeg
 from synseg_ros.image_conversion import image_to_array
@@ -98,6 +100,19 @@ def test_a_warm_up_with_non_finite_results_fails_configure_with_the_reason(ros, 
     err = capfd.readouterr().err
     assert "the warm-up inference produced" in err and "non-finite values" in err and "likely corrupt" in err
     assert node.segmenter is None and "non-finite" in node.configure_error
+
+
+def test_the_warm_up_prepares_the_cpu_kernel_for_frames_of_its_size(ros, unique_ns):
+    """The warm-up at warmup_size checks the fused post-processing against aten for frames of that size, so the first
+    camera frame does not pay for the check."""
+    fused._matches_aten.cache_clear()
+    node = make_node(ros, unique_ns, categories="cat, dog", warmup_size=[240, 320])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    checked = fused._matches_aten.cache_info()
+    assert checked.misses == 1  # the warm-up's check
+    frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    result = node.segmenter.segment(frame, ["cat", "dog"], outputs=Outputs.for_images())
+    assert result.labels.dtype == np.uint8 and fused._matches_aten.cache_info().misses == checked.misses
 
 
 @pytest.mark.slow
